@@ -1,0 +1,396 @@
+//! `craft-bench` command line.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use tracing::info;
+use world_core::coords::ChunkPos;
+
+use crate::idle::{self, IdleConfig};
+use crate::layout::Spread;
+use crate::spawn::{SpawnedServer, default_server_bin};
+use crate::swarm::{self, SwarmConfig};
+
+/// Load generator for the Craft world server.
+///
+/// Prints a summary on stderr and one JSON object on stdout.
+#[derive(Debug, Parser)]
+#[command(name = "craft-bench", version, about, long_about = None)]
+pub struct Cli {
+    /// Worker threads of the generator's runtime.
+    #[arg(long, default_value_t = 2, global = true)]
+    pub threads: usize,
+
+    /// Log filter when RUST_LOG is not set.
+    #[arg(long, default_value = "info", global = true)]
+    pub log: String,
+
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// N bot players that join, request chunks, move, edit and chat;
+    /// measures edit propagation, chunk answers, line rates and the
+    /// server's CPU and memory.
+    Swarm(SwarmArgs),
+    /// N connections that only send `V,1`: server memory per idle
+    /// connection.
+    Idle(IdleArgs),
+}
+
+/// Which server to load, and whether to start it.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The server, HOST:PORT.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        required_unless_present = "spawn_server"
+    )]
+    pub addr: Option<String>,
+
+    /// Start `craft-server --store memory:` on a free loopback port for the
+    /// run (and stop it after); its CPU and memory are measured.
+    #[arg(long, conflicts_with = "addr")]
+    pub spawn_server: bool,
+
+    /// The craft-server binary for --spawn-server [default: next to this
+    /// binary, else from PATH].
+    #[arg(long, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+
+    /// Extra argument for the spawned server (repeat), e.g.
+    /// --server-arg=--commit-interval=0s.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub server_arg: Vec<String>,
+
+    /// RUST_LOG of the spawned server.
+    #[arg(long, value_name = "FILTER", default_value = "warn")]
+    pub server_log: String,
+
+    /// Where the spawned server's log goes [default: discarded].
+    #[arg(long, value_name = "FILE")]
+    pub server_log_file: Option<PathBuf>,
+
+    /// Process id of a server on this machine, for its CPU (/proc/PID/stat)
+    /// and memory (/proc/PID/status).
+    #[arg(long, value_name = "PID", conflicts_with = "spawn_server")]
+    pub server_pid: Option<u32>,
+
+    /// Append the JSON result line to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
+}
+
+/// `craft-bench swarm`.
+#[derive(Debug, Args)]
+pub struct SwarmArgs {
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Bot players.
+    #[arg(long, default_value_t = 100)]
+    pub bots: u32,
+
+    /// The grid of home chunks, WxH.
+    #[arg(long, value_name = "WxH", default_value = "1x1", value_parser = parse_grid)]
+    pub chunks: (u32, u32),
+
+    /// The grid's first chunk, P,Q.
+    #[arg(long, value_name = "P,Q", default_value = "0,0", value_parser = parse_chunk, allow_hyphen_values = true)]
+    pub origin: ChunkPos,
+
+    /// How bots are spread over the grid.
+    #[arg(long, value_enum, default_value_t = Spread::Even)]
+    pub spread: Spread,
+
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Chunks requested around the home chunk on joining ((2R+1)^2).
+    #[arg(long, value_name = "R", default_value_t = 1)]
+    pub chunk_radius: u32,
+
+    /// Position updates per bot per second.
+    #[arg(long, value_name = "HZ", default_value_t = 10.0)]
+    pub move_hz: f64,
+
+    /// Block edits per bot per second (alternately place and remove).
+    #[arg(long, value_name = "PER_S", default_value_t = 1.0)]
+    pub edit_rate: f64,
+
+    /// Chat lines per bot per second (every player receives every line).
+    #[arg(long, value_name = "PER_S", default_value_t = 0.0)]
+    pub chat_rate: f64,
+
+    /// Chunk re-requests (with the bot's key) per bot per second while
+    /// active.
+    #[arg(long, value_name = "PER_S", default_value_t = 0.1)]
+    pub chunk_rate: f64,
+
+    /// Length of the measured (active) phase.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub duration: Duration,
+
+    /// Spread the connections over this long [default: 2 ms per bot, at
+    /// least 1 s].
+    #[arg(long, value_parser = parse_duration)]
+    pub ramp: Option<Duration>,
+
+    /// Pause between "everyone joined" and the active phase.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub settle: Duration,
+
+    /// Keep reading this long after the active phase (late deliveries).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub drain: Duration,
+
+    /// Longest wait for every bot to join, after the ramp.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub join_timeout: Duration,
+
+    /// The server's interest.broadcast_all_up_to (for expected recipients).
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub broadcast_all_up_to: usize,
+
+    /// The server's interest.edit_radius (for expected recipients).
+    #[arg(long, value_name = "CHUNKS", default_value_t = 15)]
+    pub edit_radius: u32,
+}
+
+/// `craft-bench idle`.
+#[derive(Debug, Args)]
+pub struct IdleArgs {
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Connections.
+    #[arg(long, default_value_t = 1000)]
+    pub bots: u32,
+
+    /// Spread the connections over this long [default: 2 ms per
+    /// connection, at least 1 s].
+    #[arg(long, value_parser = parse_duration)]
+    pub ramp: Option<Duration>,
+
+    /// Wait after the last connection before sampling memory.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub settle: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 2s, 1m)"))
+}
+
+fn parse_grid(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s:?}: expected WxH, e.g. 50x50"))?;
+    let w: u32 = w.trim().parse().map_err(|e| format!("{s:?}: {e}"))?;
+    let h: u32 = h.trim().parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if w == 0 || h == 0 || u64::from(w) * u64::from(h) > 1_000_000 {
+        return Err(format!("{s:?}: between 1x1 and 1,000,000 chunks"));
+    }
+    Ok((w, h))
+}
+
+fn parse_chunk(s: &str) -> Result<ChunkPos, String> {
+    let (p, q) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?}: expected P,Q"))?;
+    let p: i32 = p.trim().parse().map_err(|e| format!("{s:?}: {e}"))?;
+    let q: i32 = q.trim().parse().map_err(|e| format!("{s:?}: {e}"))?;
+    Ok(ChunkPos::new(p, q))
+}
+
+fn default_ramp(bots: u32) -> Duration {
+    Duration::from_millis(2 * u64::from(bots)).max(Duration::from_secs(1))
+}
+
+/// A server to run against: given, or started for the run.
+struct Target {
+    addr: SocketAddr,
+    pid: Option<u32>,
+    spawned: Option<SpawnedServer>,
+}
+
+impl ServerArgs {
+    async fn target(&self, max_players: usize) -> Result<Target, String> {
+        if self.spawn_server {
+            let bin = self.server_bin.clone().unwrap_or_else(default_server_bin);
+            let extra = self.server_arg.clone();
+            let log = self.server_log.clone();
+            let log_file = self.server_log_file.clone();
+            let spawned = tokio::task::spawn_blocking(move || {
+                SpawnedServer::start(&bin, max_players, &extra, &log, log_file.as_deref())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            return Ok(Target {
+                addr: spawned.addr,
+                pid: Some(spawned.pid()),
+                spawned: Some(spawned),
+            });
+        }
+        let addr = self.addr.as_deref().unwrap_or("127.0.0.1:4080");
+        let resolved = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{addr} resolves to nothing"))?;
+        Ok(Target {
+            addr: resolved,
+            pid: self.server_pid,
+            spawned: None,
+        })
+    }
+
+    fn emit(&self, human: &str, json: &impl Serialize) -> Result<(), String> {
+        let line = serde_json::to_string(json).map_err(|e| e.to_string())?;
+        eprint!("{human}");
+        println!("{line}");
+        if let Some(path) = &self.json_out {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            writeln!(file, "{line}")
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+async fn stop(target: Target) {
+    if let Some(spawned) = target.spawned {
+        let _ = tokio::task::spawn_blocking(move || spawned.stop(Duration::from_secs(30))).await;
+    }
+}
+
+impl Cli {
+    /// Runs the chosen command.
+    pub async fn run(self) -> Result<(), String> {
+        match self.command {
+            Command::Swarm(args) => {
+                let target = args.server.target(args.bots as usize + 16).await?;
+                let cfg = SwarmConfig {
+                    addr: target.addr,
+                    bots: args.bots,
+                    width: args.chunks.0,
+                    height: args.chunks.1,
+                    origin: args.origin,
+                    spread: args.spread,
+                    seed: args.seed,
+                    chunk_radius: args.chunk_radius,
+                    move_hz: args.move_hz,
+                    edit_rate: args.edit_rate,
+                    chat_rate: args.chat_rate,
+                    chunk_rate: args.chunk_rate,
+                    duration: args.duration,
+                    ramp: args.ramp.unwrap_or_else(|| default_ramp(args.bots)),
+                    settle: args.settle,
+                    drain: args.drain,
+                    join_timeout: args.join_timeout,
+                    broadcast_all_up_to: args.broadcast_all_up_to,
+                    edit_radius: args.edit_radius,
+                    server_pid: target.pid,
+                    threads: self.threads,
+                };
+                let result = swarm::run(cfg).await;
+                stop(target).await;
+                let report = result.map_err(|e| e.to_string())?;
+                args.server.emit(&report.human(), &report)
+            }
+            Command::Idle(args) => {
+                let target = args.server.target(args.bots as usize + 16).await?;
+                let Some(pid) = target.pid else {
+                    stop(target).await;
+                    return Err(
+                        "idle measures server memory: give --server-pid or --spawn-server".into(),
+                    );
+                };
+                let cfg = IdleConfig {
+                    addr: target.addr,
+                    server_pid: pid,
+                    bots: args.bots,
+                    ramp: args.ramp.unwrap_or_else(|| default_ramp(args.bots)),
+                    settle: args.settle,
+                };
+                info!(bots = cfg.bots, addr = %cfg.addr, "connecting idle clients");
+                let result = idle::run(cfg).await;
+                stop(target).await;
+                let report = result.map_err(|e| e.to_string())?;
+                args.server.emit(&report.human(), &report)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_swarm_command_line() {
+        let cli = Cli::parse_from([
+            "craft-bench",
+            "swarm",
+            "--addr",
+            "127.0.0.1:4080",
+            "--bots",
+            "2000",
+            "--chunks",
+            "50x50",
+            "--origin",
+            "-25,-25",
+            "--duration",
+            "10s",
+            "--spread",
+            "random",
+        ]);
+        let Command::Swarm(args) = cli.command else {
+            panic!("swarm expected");
+        };
+        assert_eq!(args.chunks, (50, 50));
+        assert_eq!(args.origin, ChunkPos::new(-25, -25));
+        assert_eq!(args.duration, Duration::from_secs(10));
+        assert_eq!(args.spread, Spread::Random);
+        assert_eq!(args.move_hz, 10.0);
+        assert!(
+            Cli::try_parse_from(["craft-bench", "swarm"]).is_err(),
+            "needs a server"
+        );
+        assert!(
+            Cli::try_parse_from(["craft-bench", "swarm", "--spawn-server", "--chunks", "0x3"])
+                .is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "craft-bench",
+                "idle",
+                "--spawn-server",
+                "--server-arg=--commit-interval=0s"
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn ramps_scale_with_bots() {
+        assert_eq!(default_ramp(20), Duration::from_secs(1));
+        assert_eq!(default_ramp(5000), Duration::from_secs(10));
+    }
+}

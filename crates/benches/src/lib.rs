@@ -1,0 +1,29 @@
+//! Benchmarks of the Craft world server.
+//!
+//! Two halves:
+//!
+//! - criterion micro-benchmarks (`benches/`): the protocol codec, terrain
+//!   generation, the edit rules and [`world_core::store::Batch`]; run with
+//!   `cargo bench -p benches`;
+//! - `craft-bench`, a load generator speaking the Craft protocol to a real
+//!   server over TCP:
+//!   - `craft-bench swarm` ([`swarm`]): N bot players that join, request
+//!     chunks, move, edit and chat, measuring edit propagation, chunk
+//!     answers, line rates and the server's CPU and memory;
+//!   - `craft-bench idle` ([`idle`]): server memory per idle connection.
+//!
+//! Store benchmarks (`craft-bench stores`) will sit beside these as their
+//! own module and subcommand.
+//!
+//! Every run prints a summary for people on stderr and one JSON object on
+//! stdout (also appended to `--json-out FILE`), for the script that writes
+//! BENCHMARKS.md.
+
+pub mod cli;
+pub mod histogram;
+pub mod idle;
+pub mod layout;
+pub mod lines;
+pub mod procfs;
+pub mod spawn;
+pub mod swarm;

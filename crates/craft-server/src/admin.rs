@@ -1,0 +1,131 @@
+//! The admin HTTP listener (`admin_listen`, off unless set): probes and
+//! metrics for Kubernetes and Prometheus.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/healthz` | liveness: 200 while the game loop turns (it turns at least every 250 ms); 503 once it has not for `stall_timeout` |
+//! | `/readyz` | readiness: 200 when the store answers, the server is not draining and not full; 503 with the reason otherwise |
+//! | `/metrics` | every metric in the OpenMetrics text format (what `prometheus-client` encodes; Prometheus scrapes it as is) |
+//!
+//! Handlers only read atomics and encode metrics: they never wait on the
+//! game loop or the store, so a probe answers even when both are stuck.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tracing::{error, info};
+
+use crate::server::Shared;
+
+/// The content type of `/metrics`: `prometheus_client::encoding::text`
+/// writes OpenMetrics 1.0 (ending in `# EOF`).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+#[derive(Clone, Debug)]
+struct AdminState {
+    shared: Shared,
+    stall_timeout: Duration,
+}
+
+/// The admin routes over `shared`; `/healthz` fails once the game loop has
+/// not turned for `stall_timeout`.
+pub fn router(shared: Shared, stall_timeout: Duration) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(AdminState {
+            shared,
+            stall_timeout,
+        })
+}
+
+/// Serves the admin routes on `listener` until the task is dropped (the
+/// process exits): probes keep answering during the drain, when readiness
+/// says `draining`.
+pub async fn serve(listener: TcpListener, shared: Shared, stall_timeout: Duration) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "admin listener: /healthz /readyz /metrics");
+    }
+    if let Err(e) = axum::serve(listener, router(shared, stall_timeout)).await {
+        error!(error = %e, "the admin listener stopped");
+    }
+}
+
+/// Binds `addr` (a clear error when taken) and serves in a task.
+pub async fn spawn(
+    addr: SocketAddr,
+    shared: Shared,
+    stall_timeout: Duration,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (admin_listen): {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("admin listener on {addr}: {e}"))?;
+    Ok((bound, tokio::spawn(serve(listener, shared, stall_timeout))))
+}
+
+async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
+    let since = state.shared.health.since_last_turn();
+    if state
+        .shared
+        .health
+        .drained
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        // The game loop has stopped on purpose; restarting would not help.
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, TEXT)],
+            "drained\n".to_owned(),
+        )
+    } else if since < state.stall_timeout {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, TEXT)],
+            "ok\n".to_owned(),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, TEXT)],
+            format!(
+                "game loop stuck: last turn {:.1}s ago\n",
+                since.as_secs_f64()
+            ),
+        )
+    }
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    match state.shared.health.readiness() {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, TEXT)],
+            "ready\n".to_owned(),
+        ),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, TEXT)],
+            format!("{reason}\n"),
+        ),
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        state.shared.metrics.render(),
+    )
+}

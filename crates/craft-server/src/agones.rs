@@ -1,0 +1,597 @@
+//! Agones: the game server's lifecycle reported to the SDK sidecar.
+//!
+//! Talks to the sidecar's REST gateway (`http://localhost:$AGONES_SDK_HTTP_PORT`,
+//! the SDK's official HTTP API, served by the same process as its gRPC API):
+//!
+//! | when | call |
+//! |---|---|
+//! | the store answered once | `POST /ready`, retried until the sidecar takes it (it may start after us) |
+//! | every `health_interval` while the game loop turns | `POST /health` (a loop stuck for `stall_timeout` stops them, so Agones marks the game server Unhealthy) |
+//! | the first player joins | `POST /allocate` (a player who came straight to a Ready server keeps it from being scaled down) |
+//! | the player count changes | `PATCH /v1beta1/counters/{counter}` `{"count": "N"}`, or `PUT /metadata/label` |
+//! | empty for `shutdown_when_empty_for` after the last player left | the drain starts (as on SIGTERM) |
+//! | the drain is over (SIGTERM, spot notice, empty) | `POST /shutdown` |
+//!
+//! The player count goes to an Agones Counter (beta Counters and Lists,
+//! on by default since Agones 1.41) rather than a label: a Counter is what
+//! allocation filters and priorities (`counters: {players: {minAvailable:
+//! 1}}`) and Counter-based fleet autoscaling read, its updates are batched
+//! by the sidecar, and it does not rewrite the GameServer's labels (and so
+//! its selectors) on every join. A GameServer whose spec declares no such
+//! Counter answers 404; the server then falls back to the label
+//! `agones.dev/sdk-<counter>` and says so once in the log.
+//!
+//! Every call runs in this module's tasks with a timeout: the game loop never
+//! waits on the sidecar. Failures are logged (once per outage) and retried.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::lifecycle::{Control, Switch};
+use crate::metrics::Health;
+
+/// Set by Agones in the game server container: the sidecar's REST port.
+pub const HTTP_PORT_ENV: &str = "AGONES_SDK_HTTP_PORT";
+/// Set by Agones in the game server container: the sidecar's gRPC port.
+pub const GRPC_PORT_ENV: &str = "AGONES_SDK_GRPC_PORT";
+/// The sidecar's REST port when the environment does not say.
+pub const DEFAULT_HTTP_PORT: u16 = 9358;
+
+/// How often the lifecycle task looks at the player count.
+const WATCH: Duration = Duration::from_millis(250);
+/// Longest pause between retries of a failing call.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long `Shutdown` is retried after the drain.
+const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Where the player count goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlayerCount {
+    /// The beta Counter named `agones.counter` (falls back to a label when
+    /// the GameServer declares no such Counter).
+    #[default]
+    Counter,
+    /// The label `agones.dev/sdk-<agones.counter>`.
+    Label,
+    /// Not reported.
+    None,
+}
+
+/// `[agones]` settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgonesConfig {
+    /// `auto`: on when Agones set `AGONES_SDK_HTTP_PORT` or
+    /// `AGONES_SDK_GRPC_PORT`.
+    pub enabled: Switch,
+    /// The sidecar's REST API; default
+    /// `http://localhost:${AGONES_SDK_HTTP_PORT:-9358}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Time between health pings (keep it well under the GameServer's
+    /// `health.periodSeconds`, 5 s by default).
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
+    /// Where the player count goes: `counter`, `label` or `none`.
+    pub player_count: PlayerCount,
+    /// Name of the Counter (or label key) holding the player count.
+    pub counter: String,
+    /// Mark the game server Allocated when the first player joins.
+    pub allocate_on_join: bool,
+    /// Drain and shut down once the server has been empty this long after
+    /// its last player left; unset: never.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shutdown_when_empty_for: Option<Duration>,
+    /// Longest wait for one answer of the sidecar.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for AgonesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: Switch::Auto,
+            url: None,
+            health_interval: Duration::from_secs(2),
+            player_count: PlayerCount::Counter,
+            counter: "players".to_owned(),
+            allocate_on_join: true,
+            shutdown_when_empty_for: None,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl AgonesConfig {
+    /// The sidecar's base URL when the integration is on, given the
+    /// environment (`env` looks a variable up).
+    pub fn endpoint(&self, env: impl Fn(&str) -> Option<String>) -> Option<String> {
+        let present = || env(HTTP_PORT_ENV).is_some() || env(GRPC_PORT_ENV).is_some();
+        if !self.enabled.resolve(present) {
+            return None;
+        }
+        Some(match &self.url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let port = env(HTTP_PORT_ENV)
+                    .and_then(|p| p.trim().parse::<u16>().ok())
+                    .unwrap_or(DEFAULT_HTTP_PORT);
+                format!("http://localhost:{port}")
+            }
+        })
+    }
+
+    /// Checks ranges (no I/O).
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(u) = &self.url {
+            let url = url::Url::parse(u).map_err(|e| format!("agones.url {u:?}: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(format!("agones.url {u:?} must be http or https"));
+            }
+        }
+        if self.health_interval.is_zero() || self.timeout.is_zero() {
+            return Err("agones.health_interval and agones.timeout must be positive".into());
+        }
+        if self.shutdown_when_empty_for.is_some_and(|d| d.is_zero()) {
+            return Err(
+                "agones.shutdown_when_empty_for must be positive (leave it out for never)".into(),
+            );
+        }
+        // A label key (the fallback) is the strictest use of the name.
+        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.counter.is_empty() || self.counter.len() > 63 || !self.counter.chars().all(valid) {
+            return Err(format!(
+                "agones.counter {:?} must be 1 to 63 letters, digits, '-', '_' or '.'",
+                self.counter
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a call to the sidecar failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SdkError {
+    /// No answer (not started yet, or gone), or no answer in time.
+    #[error("the Agones SDK server does not answer: {0}")]
+    Unreachable(#[source] reqwest::Error),
+    /// An answer other than 2xx.
+    #[error("the Agones SDK server answered {status}: {body}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The start of the body.
+        body: String,
+    },
+}
+
+impl SdkError {
+    /// The thing named (a Counter) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, SdkError::Refused { status: 404, .. })
+    }
+}
+
+/// A client of the sidecar's REST API.
+#[derive(Clone, Debug)]
+pub struct Sdk {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Sdk {
+    /// A client of the sidecar at `base` (e.g. `http://localhost:9358`).
+    pub fn new(base: &str, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            // The sidecar is on localhost: an HTTP proxy from the
+            // environment must not see these calls.
+            .no_proxy()
+            .timeout(timeout)
+            .build()
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "cannot configure the Agones HTTP client; using defaults");
+                reqwest::Client::new()
+            });
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<(), SdkError> {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(SdkError::Unreachable)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let mut body = response.text().await.unwrap_or_default();
+        body.truncate(200);
+        Err(SdkError::Refused {
+            status: status.as_u16(),
+            body,
+        })
+    }
+
+    /// `Ready`: send players here.
+    pub async fn ready(&self) -> Result<(), SdkError> {
+        self.call(reqwest::Method::POST, "/ready", serde_json::json!({}))
+            .await
+    }
+
+    /// `Health`: one ping.
+    pub async fn health(&self) -> Result<(), SdkError> {
+        self.call(reqwest::Method::POST, "/health", serde_json::json!({}))
+            .await
+    }
+
+    /// `Allocate`: players are here; do not scale this game server down.
+    pub async fn allocate(&self) -> Result<(), SdkError> {
+        self.call(reqwest::Method::POST, "/allocate", serde_json::json!({}))
+            .await
+    }
+
+    /// `Shutdown`: the game server is done.
+    pub async fn shutdown(&self) -> Result<(), SdkError> {
+        self.call(reqwest::Method::POST, "/shutdown", serde_json::json!({}))
+            .await
+    }
+
+    /// Sets the count of the beta Counter `name` (int64 travel as strings in
+    /// the gateway's JSON).
+    pub async fn set_counter(&self, name: &str, count: u64) -> Result<(), SdkError> {
+        self.call(
+            reqwest::Method::PATCH,
+            &format!("/v1beta1/counters/{name}"),
+            serde_json::json!({ "count": count.to_string() }),
+        )
+        .await
+    }
+
+    /// `SetLabel`: the label `agones.dev/sdk-<key>`.
+    pub async fn set_label(&self, key: &str, value: &str) -> Result<(), SdkError> {
+        self.call(
+            reqwest::Method::PUT,
+            "/metadata/label",
+            serde_json::json!({ "key": key, "value": value }),
+        )
+        .await
+    }
+}
+
+/// The running integration: a heartbeat task and a lifecycle task.
+#[derive(Debug)]
+pub struct Agones {
+    sdk: Sdk,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Agones {
+    /// Starts the tasks talking to the sidecar at `url`. `stall_timeout`:
+    /// how long the game loop may go without turning before health pings
+    /// stop.
+    pub fn start(
+        config: &AgonesConfig,
+        url: String,
+        health: Arc<Health>,
+        control: Arc<Control>,
+        stall_timeout: Duration,
+    ) -> Self {
+        let sdk = Sdk::new(&url, config.timeout);
+        let stop = CancellationToken::new();
+        let tasks = vec![
+            tokio::spawn(heartbeat(
+                sdk.clone(),
+                health.clone(),
+                config.health_interval,
+                stall_timeout,
+                stop.clone(),
+            )),
+            tokio::spawn(lifecycle(
+                sdk.clone(),
+                config.clone(),
+                health,
+                control,
+                stop.clone(),
+            )),
+        ];
+        Self { sdk, stop, tasks }
+    }
+
+    /// After the drain: stops the tasks and sends `Shutdown` (retried for a
+    /// few seconds; the pod is going away anyway).
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.sdk.shutdown().await {
+                Ok(()) => {
+                    info!("Agones: Shutdown");
+                    return;
+                }
+                Err(e) if started.elapsed() + backoff < SHUTDOWN_PATIENCE => {
+                    debug!(error = %e, "Agones Shutdown failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    warn!(error = %e, "Agones Shutdown failed; giving up (the pod ends anyway)");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Pings `Health` while the game loop turns.
+async fn heartbeat(
+    sdk: Sdk,
+    health: Arc<Health>,
+    every: Duration,
+    stall_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stalled = false;
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let since = health.since_last_turn();
+        if since >= stall_timeout {
+            if !stalled {
+                warn!(
+                    since_last_turn = ?since,
+                    "the game loop is stuck; no more Agones health pings until it turns"
+                );
+                stalled = true;
+            }
+            continue;
+        }
+        if stalled {
+            info!("the game loop turns again; Agones health pings resume");
+            stalled = false;
+        }
+        match sdk.health().await {
+            Ok(()) => {
+                if failing {
+                    info!("Agones health pings go through again");
+                    failing = false;
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    warn!(error = %e, "Agones health ping failed; will keep trying");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+/// A call that failed and when to try it again.
+#[derive(Debug)]
+struct Retry {
+    next: Instant,
+    backoff: Duration,
+    failing: bool,
+}
+
+impl Retry {
+    fn new() -> Self {
+        Self {
+            next: Instant::now(),
+            backoff: Duration::from_millis(100),
+            failing: false,
+        }
+    }
+
+    fn due(&self) -> bool {
+        Instant::now() >= self.next
+    }
+
+    /// Records an outcome; true when it is the first failure of a run
+    /// (worth a warning).
+    fn record<E>(&mut self, result: &Result<(), E>) -> bool {
+        match result {
+            Ok(()) => {
+                *self = Self::new();
+                false
+            }
+            Err(_) => {
+                let jitter = rand::random_range(0.5..1.5);
+                self.next = Instant::now() + self.backoff.mul_f64(jitter);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                !std::mem::replace(&mut self.failing, true)
+            }
+        }
+    }
+}
+
+/// `Ready`, then `Allocate`, the player count and the empty timer.
+async fn lifecycle(
+    sdk: Sdk,
+    config: AgonesConfig,
+    health: Arc<Health>,
+    control: Arc<Control>,
+    stop: CancellationToken,
+) {
+    let pause = |d: Duration| {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = stop.cancelled() => false,
+                _ = tokio::time::sleep(d) => true,
+            }
+        }
+    };
+    // Ready once the store answered: players sent here can then play.
+    while !health.store_seen.load(Ordering::Relaxed) {
+        if !pause(WATCH).await {
+            return;
+        }
+    }
+    let mut retry = Retry::new();
+    loop {
+        let result = sdk.ready().await;
+        let first = retry.record(&result);
+        match result {
+            Ok(()) => break,
+            Err(e) if first => {
+                warn!(error = %e, "Agones Ready failed; retrying (the sidecar may still be starting)");
+            }
+            Err(e) => debug!(error = %e, "Agones Ready failed again"),
+        }
+        if !pause(retry.next.saturating_duration_since(Instant::now())).await {
+            return;
+        }
+    }
+    info!("Agones: Ready");
+
+    let mut mode = config.player_count;
+    let mut reported: Option<usize> = None;
+    let mut count_retry = Retry::new();
+    let mut allocated = false;
+    let mut allocate_retry = Retry::new();
+    let mut had_players = false;
+    let mut empty_since: Option<Instant> = None;
+    loop {
+        let players = health.players.load(Ordering::Relaxed);
+        if players > 0 && config.allocate_on_join && !allocated && allocate_retry.due() {
+            let result = sdk.allocate().await;
+            let first = allocate_retry.record(&result);
+            match result {
+                Ok(()) => {
+                    allocated = true;
+                    info!(players, "Agones: Allocated (a player joined)");
+                }
+                Err(e) if first => warn!(error = %e, "Agones Allocate failed; retrying"),
+                Err(e) => debug!(error = %e, "Agones Allocate failed again"),
+            }
+        }
+        if mode != PlayerCount::None && reported != Some(players) && count_retry.due() {
+            let result = match mode {
+                PlayerCount::Counter => sdk.set_counter(&config.counter, players as u64).await,
+                _ => sdk.set_label(&config.counter, &players.to_string()).await,
+            };
+            match result {
+                Ok(()) => {
+                    count_retry.record(&result);
+                    debug!(players, "Agones player count updated");
+                    reported = Some(players);
+                }
+                Err(e) if mode == PlayerCount::Counter && e.is_not_found() => {
+                    warn!(
+                        counter = %config.counter,
+                        "the GameServer declares no Counter {:?}; reporting the player count in the label agones.dev/sdk-{} instead",
+                        config.counter, config.counter
+                    );
+                    mode = PlayerCount::Label;
+                }
+                Err(e) => {
+                    if count_retry.record(&Err::<(), _>(())) {
+                        warn!(error = %e, "cannot update the Agones player count; retrying");
+                    }
+                }
+            }
+        }
+        if players > 0 {
+            had_players = true;
+            empty_since = None;
+        } else if had_players && let Some(limit) = config.shutdown_when_empty_for {
+            let since = *empty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= limit {
+                info!(empty_for = ?limit, "no player left; shutting down");
+                control.request_drain("empty");
+                had_players = false;
+            }
+        }
+        if !pause(WATCH).await {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn auto_follows_the_sidecar_environment() {
+        let config = AgonesConfig::default();
+        assert_eq!(config.endpoint(env(&[])), None);
+        assert_eq!(
+            config.endpoint(env(&[(HTTP_PORT_ENV, "9999")])).as_deref(),
+            Some("http://localhost:9999")
+        );
+        assert_eq!(
+            config.endpoint(env(&[(GRPC_PORT_ENV, "9357")])).as_deref(),
+            Some("http://localhost:9358")
+        );
+        let off = AgonesConfig {
+            enabled: Switch::Off,
+            ..AgonesConfig::default()
+        };
+        assert_eq!(off.endpoint(env(&[(HTTP_PORT_ENV, "9999")])), None);
+        let explicit = AgonesConfig {
+            enabled: Switch::On,
+            url: Some("http://127.0.0.1:1234/".into()),
+            ..AgonesConfig::default()
+        };
+        assert_eq!(
+            explicit.endpoint(env(&[])).as_deref(),
+            Some("http://127.0.0.1:1234")
+        );
+    }
+
+    #[test]
+    fn validation() {
+        let mut c = AgonesConfig::default();
+        c.validate().expect("defaults");
+        c.counter = "players online".into();
+        assert!(c.validate().is_err());
+        c.counter = "players".into();
+        c.url = Some("ftp://x".into());
+        assert!(c.validate().is_err());
+        c.url = None;
+        c.shutdown_when_empty_for = Some(Duration::ZERO);
+        assert!(c.validate().is_err());
+    }
+}

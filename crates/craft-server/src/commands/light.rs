@@ -1,0 +1,50 @@
+//! `L,X,Y,Z,W`: set the light level on a block.
+
+use world_core::coords::BlockPos;
+use world_core::protocol::ServerMessage;
+use world_core::rules;
+
+use super::block::STORE_UNAVAILABLE;
+use crate::world::{ConnId, Step, World};
+
+impl World {
+    pub(crate) fn on_light(&mut self, conn: ConnId, pos: BlockPos, w: i32) -> Step {
+        let chunk = pos.chunk();
+        match self.ensure_chunk(chunk, super::block::needs_terrain(pos)) {
+            Err(wait) => return Step::Wait(wait),
+            Ok(false) => {
+                self.send(conn, ServerMessage::Talk(STORE_UNAVAILABLE));
+                self.metrics.edit("light", "unavailable");
+                return Step::Done;
+            }
+            Ok(true) => {}
+        }
+        let Some(block) = self.block_at(pos) else {
+            return Step::Done;
+        };
+        if let Err(refusal) = rules::check_light(self.editor(conn), block, w) {
+            let msgs = [
+                ServerMessage::Redraw { chunk },
+                ServerMessage::Talk(refusal.message()),
+            ];
+            if let Some(player) = self.players.get(&conn) {
+                self.push(player, &crate::world::encode_all(&msgs), 2);
+            }
+            self.metrics.edit("light", "refused");
+            return Step::Done;
+        }
+        self.metrics.edit("light", "accepted");
+        let meta = self.meta(conn);
+        self.flusher.pending.set_light(chunk, pos, w, meta);
+        if let Some(state) = self.chunks.ready_mut(chunk) {
+            state.lights.insert(pos, w);
+        }
+        let msgs = [
+            ServerMessage::Light { chunk, pos, w },
+            ServerMessage::Redraw { chunk },
+        ];
+        self.broadcast_edit(chunk, &msgs, conn);
+        self.edited();
+        Step::Done
+    }
+}

@@ -1,0 +1,48 @@
+//! `S,X,Y,Z,FACE,TEXT`: write (or, with empty text, remove) a sign.
+
+use world_core::coords::BlockPos;
+use world_core::protocol::ServerMessage;
+use world_core::rules::{self, SignVerdict};
+
+use crate::world::{ConnId, Step, World};
+
+impl World {
+    pub(crate) fn on_sign(&mut self, conn: ConnId, pos: BlockPos, face: i32, text: &str) -> Step {
+        match rules::check_sign(self.editor(conn), pos, face, text) {
+            SignVerdict::Ignore => {
+                self.metrics.edit("sign", "ignored");
+                return Step::Done;
+            }
+            SignVerdict::LoginRequired => {
+                self.send(conn, ServerMessage::Talk(SignVerdict::LOGIN_MESSAGE));
+                self.metrics.edit("sign", "refused");
+                return Step::Done;
+            }
+            SignVerdict::Accept => {}
+        }
+        self.metrics.edit("sign", "accepted");
+        let chunk = pos.chunk();
+        let meta = self.meta(conn);
+        // No need to load the chunk: a later load overlays pending writes.
+        self.flusher.pending.set_sign(chunk, pos, face, text, meta);
+        if let Some(state) = self.chunks.ready_mut(chunk) {
+            if text.is_empty() {
+                state.signs.remove(&(pos, face));
+            } else {
+                state.signs.insert((pos, face), text.to_owned());
+            }
+        }
+        self.broadcast_edit(
+            chunk,
+            &[ServerMessage::Sign {
+                chunk,
+                pos,
+                face,
+                text,
+            }],
+            conn,
+        );
+        self.edited();
+        Step::Done
+    }
+}

@@ -1,0 +1,540 @@
+//! Server configuration: a TOML file, overridden by command-line flags.
+//!
+//! Every field has a default, so an empty file (or none) is a working
+//! configuration: `craft-server` alone serves `sqlite:craft.db` on
+//! `0.0.0.0:4080`. See `craft-server.example.toml` for a commented file.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use world_core::protocol::Position;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A store URL. `Debug` and `Display` hide passwords and secrets.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoreUrl(pub String);
+
+impl StoreUrl {
+    /// The URL as given (secrets included): only for opening the store.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The scheme (`sqlite`, `postgres`, ...), lower case.
+    pub fn scheme(&self) -> String {
+        self.0
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+
+    /// The URL with any password and secret-looking query values replaced.
+    pub fn redacted(&self) -> String {
+        let Ok(mut url) = url::Url::parse(&self.0) else {
+            // Not a URL with an authority (e.g. `sqlite:craft.db`): no secrets.
+            return self.0.clone();
+        };
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        let secret = |k: &str| {
+            let k = k.to_ascii_lowercase();
+            ["password", "secret", "token", "key"]
+                .iter()
+                .any(|s| k.contains(s))
+                && !k.ends_with("_arn")
+        };
+        if url.query_pairs().any(|(k, _)| secret(&k)) {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if secret(&k) {
+                        "***".to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.to_string()
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Where players appear (and `/spawn` takes them).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Spawn {
+    /// x.
+    pub x: f32,
+    /// y; 0 lets the client drop the player onto the highest block.
+    pub y: f32,
+    /// z.
+    pub z: f32,
+    /// Rotation around the vertical axis.
+    pub rx: f32,
+    /// Rotation up/down.
+    pub ry: f32,
+}
+
+impl Default for Spawn {
+    fn default() -> Self {
+        Self {
+            x: 0.0,
+            y: 0.0,
+            z: 0.0,
+            rx: 0.0,
+            ry: 0.0,
+        }
+    }
+}
+
+impl Spawn {
+    /// As a protocol position.
+    pub fn position(&self) -> Position {
+        Position {
+            x: self.x,
+            y: self.y,
+            z: self.z,
+            rx: self.rx,
+            ry: self.ry,
+        }
+    }
+}
+
+impl std::str::FromStr for Spawn {
+    type Err = String;
+
+    /// `X,Y,Z` or `X,Y,Z,RX,RY`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Result<Vec<f32>, _> = s.split(',').map(|p| p.trim().parse::<f32>()).collect();
+        let parts = parts.map_err(|e| format!("spawn point {s:?}: {e}"))?;
+        if parts.iter().any(|v| !v.is_finite()) {
+            return Err(format!("spawn point {s:?} must be finite numbers"));
+        }
+        match parts.as_slice() {
+            [x, y, z] => Ok(Spawn {
+                x: *x,
+                y: *y,
+                z: *z,
+                rx: 0.0,
+                ry: 0.0,
+            }),
+            [x, y, z, rx, ry] => Ok(Spawn {
+                x: *x,
+                y: *y,
+                z: *z,
+                rx: *rx,
+                ry: *ry,
+            }),
+            _ => Err(format!("spawn point {s:?}: expected X,Y,Z or X,Y,Z,RX,RY")),
+        }
+    }
+}
+
+/// How `A,USERNAME,TOKEN` is checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginMode {
+    /// No identity service: every player is a guest.
+    #[default]
+    None,
+    /// POST `username` and `access_token` (form-encoded) to `login.url`: a
+    /// 2xx answer logs the player in; anything else, or no answer within
+    /// `login.timeout`, leaves them a guest.
+    Http,
+}
+
+/// Login settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginConfig {
+    /// How tokens are checked.
+    pub mode: LoginMode,
+    /// The identity service for `http` mode.
+    pub url: Option<String>,
+    /// How long to wait for the identity service.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Only logged-in players may build (edit blocks, lights, signs).
+    pub required_to_build: bool,
+    /// Told to guests after `A`. The original pointed at a site that no
+    /// longer exists.
+    pub register_hint: String,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            mode: LoginMode::None,
+            url: None,
+            timeout: Duration::from_secs(3),
+            required_to_build: false,
+            register_hint: "Visit the server's website to register!".to_owned(),
+        }
+    }
+}
+
+/// The shutdown (SIGTERM / SIGINT) drain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Sent to every player when the drain starts.
+    pub message: String,
+    /// How long the server keeps reading after the signal, so that lines a
+    /// client sent just before it are still applied.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// The longest the drain may take before the server gives up flushing
+    /// and exits with an error (keep it under the orchestrator's grace
+    /// period: spot instances get 120 s).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            message: "Game server maintenance is pending - your universe is saved".to_owned(),
+            grace: Duration::from_millis(500),
+            timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// Protection against misbehaving clients and runaway memory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Lines per second a connection may send on average; faster senders
+    /// are slowed down (not disconnected).
+    pub lines_per_second: u32,
+    /// Lines a connection may send in a burst (joining requests hundreds of
+    /// chunks at once).
+    pub line_burst: u32,
+    /// Bytes queued for a client that does not read; past this the client
+    /// is disconnected so that it cannot slow anyone else.
+    pub max_outbound_bytes: usize,
+    /// Chunks kept in memory (least recently used beyond this are evicted
+    /// once their edits are stored).
+    pub cache_chunks: usize,
+    /// Edits buffered before a flush starts early, whatever the interval.
+    pub max_pending_edits: usize,
+    /// Commands of one player waiting behind a slow chunk load before the
+    /// player is disconnected.
+    pub max_backlog: usize,
+    /// How long a chunk load keeps retrying a failing store before the
+    /// request is answered from what the server has.
+    #[serde(with = "humantime_serde")]
+    pub load_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            lines_per_second: 500,
+            line_burst: 2000,
+            max_outbound_bytes: 8 << 20,
+            cache_chunks: 16_384,
+            max_pending_edits: 100_000,
+            max_backlog: 20_000,
+            load_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Who is told about what, on busy servers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Interest {
+    /// Up to this many players online, every player gets every position and
+    /// every edit, as in the original server. Above it, positions go to
+    /// players within `view_radius` chunks (each seeing its nearest
+    /// `max_visible` others) and edits to players within `edit_radius`.
+    pub broadcast_all_up_to: usize,
+    /// Chunks (Chebyshev distance) within which players see each other
+    /// move. The client shows 10.
+    pub view_radius: u32,
+    /// Chunks within which players receive edits live. The client keeps
+    /// chunks up to 14 away loaded; farther ones are re-requested (with
+    /// their key) when the player comes back.
+    pub edit_radius: u32,
+    /// Other players shown to each player (the client keeps 128, itself
+    /// included).
+    pub max_visible: usize,
+}
+
+impl Default for Interest {
+    fn default() -> Self {
+        Self {
+            broadcast_all_up_to: 128,
+            view_radius: 10,
+            edit_radius: 15,
+            max_visible: 127,
+        }
+    }
+}
+
+/// The whole server configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Game port.
+    pub listen: SocketAddr,
+    /// Where the world is kept (see the README for every scheme).
+    pub store: StoreUrl,
+    /// Players at once; more are told the server is full.
+    pub max_players: usize,
+    /// The longest an accepted edit waits in memory before it is written
+    /// (edits are batched); 0 writes every edit through at once.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// How often the server asks the store which cached chunks other
+    /// servers changed (servers sharing a store); 0 disables it.
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    /// Length of a game day in seconds.
+    pub day_length: u32,
+    /// Where players appear.
+    pub spawn: Spawn,
+    /// Lines sent to every player on connect.
+    pub welcome: Vec<String>,
+    /// Admin HTTP listener (`/healthz`, `/readyz`, `/metrics`); off unless
+    /// set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<SocketAddr>,
+    /// The game loop counts as stuck once it has not turned for this long:
+    /// `/healthz` fails and Agones health pings stop.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
+    /// Login settings.
+    pub login: LoginConfig,
+    /// Shutdown drain.
+    pub shutdown: ShutdownConfig,
+    /// Limits.
+    pub limits: Limits,
+    /// Interest management on busy servers.
+    pub interest: Interest,
+    /// Agones SDK integration.
+    pub agones: crate::agones::AgonesConfig,
+    /// Spot interruption notices from the EC2 metadata service.
+    pub imds: crate::imds::ImdsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], world_core::protocol::DEFAULT_PORT)),
+            store: StoreUrl("sqlite:craft.db".to_owned()),
+            max_players: 1000,
+            commit_interval: Duration::from_secs(1),
+            sync_interval: Duration::from_secs(2),
+            day_length: 600,
+            spawn: Spawn::default(),
+            welcome: vec![
+                "Welcome to Craft!".to_owned(),
+                "Type \"/help\" for a list of commands.".to_owned(),
+            ],
+            admin_listen: None,
+            stall_timeout: Duration::from_secs(10),
+            login: LoginConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            limits: Limits::default(),
+            interest: Interest::default(),
+            agones: crate::agones::AgonesConfig::default(),
+            imds: crate::imds::ImdsConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file (every field optional).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text (every field optional).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<text>".to_owned(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Checks ranges and consistency (no I/O).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.max_players == 0 {
+            return invalid("max_players must be at least 1".into());
+        }
+        if self.day_length == 0 {
+            return invalid("day_length must be at least 1 second".into());
+        }
+        if self.login.mode == LoginMode::Http {
+            match &self.login.url {
+                None => return invalid("login.mode = \"http\" needs login.url".into()),
+                Some(u) => {
+                    let url = url::Url::parse(u)
+                        .map_err(|e| ConfigError::Invalid(format!("login.url {u:?}: {e}")))?;
+                    if !matches!(url.scheme(), "http" | "https") {
+                        return invalid(format!("login.url {u:?} must be http or https"));
+                    }
+                }
+            }
+        }
+        if self.limits.lines_per_second == 0 || self.limits.line_burst == 0 {
+            return invalid(
+                "limits.lines_per_second and limits.line_burst must be positive".into(),
+            );
+        }
+        if self.limits.max_outbound_bytes < 64 << 10 {
+            return invalid("limits.max_outbound_bytes must be at least 64 KiB".into());
+        }
+        if self.interest.max_visible == 0 || self.interest.max_visible > 127 {
+            return invalid(
+                "interest.max_visible must be in 1..=127 (the client keeps 128 players)".into(),
+            );
+        }
+        if self.store.scheme().is_empty() {
+            return invalid(format!(
+                "store {} has no scheme (e.g. sqlite:craft.db)",
+                self.store
+            ));
+        }
+        if self.stall_timeout < Duration::from_secs(1) {
+            // The loop turns every 250 ms; less than a second would fail
+            // probes on a merely busy machine.
+            return invalid("stall_timeout must be at least 1s".into());
+        }
+        self.agones.validate().map_err(ConfigError::Invalid)?;
+        self.imds.validate().map_err(ConfigError::Invalid)?;
+        if self
+            .welcome
+            .iter()
+            .chain([&self.shutdown.message, &self.login.register_hint])
+            .any(|l| l.contains('\n'))
+        {
+            return invalid(
+                "welcome, shutdown.message and login.register_hint lines cannot contain newlines"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("").expect("parse");
+        assert_eq!(c, Config::default());
+        assert_eq!(c.listen.to_string(), "0.0.0.0:4080");
+        assert_eq!(c.store.expose(), "sqlite:craft.db");
+        c.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../../../craft-server.example.toml");
+        let c = Config::from_toml(text).expect("example parses");
+        c.validate().expect("example is valid");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_name() {
+        let err = Config::from_toml("listne = \"0.0.0.0:1\"").expect_err("typo");
+        assert!(err.to_string().contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn store_url_hides_secrets() {
+        let url = StoreUrl("postgres://craft:hunter2@db:5432/world?sslmode=require".into());
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert!(!url.to_string().contains("hunter2"));
+        let url = StoreUrl("dataapi://world?resource_arn=arn:aws:rds:x&secret_arn=arn:aws:secretsmanager:y&token=abc".into());
+        assert!(
+            url.to_string().contains("secret_arn=arn"),
+            "ARNs are not secrets: {url}"
+        );
+        assert!(!url.to_string().contains("abc"));
+        assert_eq!(
+            StoreUrl("sqlite:craft.db".into()).to_string(),
+            "sqlite:craft.db"
+        );
+        assert_eq!(StoreUrl("Postgres://x".into()).scheme(), "postgres");
+    }
+
+    #[test]
+    fn spawn_parses() {
+        assert_eq!("1,2,3".parse::<Spawn>().map(|s| s.z), Ok(3.0));
+        assert_eq!("1,2,3,4,5".parse::<Spawn>().map(|s| s.ry), Ok(5.0));
+        assert!("1,2".parse::<Spawn>().is_err());
+        assert!("1,nan,2".parse::<Spawn>().is_err());
+    }
+
+    #[test]
+    fn validation_catches_mistakes() {
+        let mut c = Config::default();
+        c.login.mode = LoginMode::Http;
+        assert!(c.validate().is_err());
+        c.login.url = Some("ftp://x".into());
+        assert!(c.validate().is_err());
+        c.login.url = Some("http://127.0.0.1:8080/access".into());
+        assert!(c.validate().is_ok());
+        c.welcome = vec!["a\nb".into()];
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! One client connection: a reader that frames and parses lines, and a
+//! writer that drains the client's [`Outbound`] queue.
+//!
+//! The reader enforces the line limit (lines over 1 KiB are dropped up to
+//! their newline), ignores malformed lines (logged at debug) and slows a
+//! flooding client down with a token bucket instead of letting it starve
+//! the game loop. The writer disconnects a client that does not read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+use world_core::protocol::{MAX_LINE_BYTES, ParseError, parse_line};
+
+use crate::config::Limits;
+use crate::metrics::Metrics;
+use crate::outbound::{CloseReason, Outbound};
+use crate::world::{ConnId, Event};
+
+/// How long a write may block before the client is considered gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes to one client are at least this far apart: a busy client gets
+/// its lines in fewer, larger writes (far fewer system calls), a quiet one
+/// gets each line at once.
+const COALESCE: Duration = Duration::from_millis(4);
+
+/// Every connection's reader runs on one dedicated single-threaded
+/// runtime. Its scheduler is first-in first-out, so clients whose lines
+/// arrive first are parsed (and reach the game loop) first; a work-stealing
+/// runtime's last-in first-out slot would let a later client overtake an
+/// earlier one whenever both become readable in the same poll. Parsing is
+/// cheap next to the game loop, which is a single task anyway; writes stay
+/// on the main runtime.
+#[derive(Debug)]
+pub struct Readers {
+    jobs: Option<mpsc::UnboundedSender<ReadJob>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct ReadJob {
+    stream: std::net::TcpStream,
+    conn: ConnId,
+    events: mpsc::Sender<Event>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Readers {
+    /// Starts the reader thread.
+    pub fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (jobs, mut rx) = mpsc::unbounded_channel::<ReadJob>();
+        let thread = std::thread::Builder::new().name("craft-readers".into()).spawn(move || {
+            let tracker = tokio_util::task::TaskTracker::new();
+            runtime.block_on(async {
+                while let Some(job) = rx.recv().await {
+                    tracker.spawn(async move {
+                        match TcpStream::from_std(job.stream) {
+                            Ok(stream) => {
+                                // Read-only use of this descriptor: writing
+                                // (and the final shutdown) is the writer's.
+                                read_loop(stream, job.conn, &job.events, &job.limits, &job.metrics, &job.cancel).await;
+                            }
+                            Err(e) => debug!(conn = job.conn, error = %e, "cannot register the connection"),
+                        }
+                        job.cancel.cancel();
+                        let _ = job.done.send(());
+                    });
+                }
+                tracker.close();
+                tracker.wait().await;
+            });
+        })?;
+        Ok(Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    fn submit(&self, job: ReadJob) -> Result<(), ReadJob> {
+        match &self.jobs {
+            Some(jobs) => jobs.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
+    }
+
+    /// Stops taking connections and waits for the readers to finish (cancel
+    /// the connections first).
+    pub fn stop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        self.jobs = None;
+    }
+}
+
+/// Serves one accepted connection until it closes. `stop` cancels it (the
+/// server is going away).
+#[allow(clippy::too_many_arguments)]
+pub async fn serve(
+    stream: TcpStream,
+    addr: SocketAddr,
+    conn: ConnId,
+    events: mpsc::Sender<Event>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    readers: Arc<Readers>,
+    stop: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    // One descriptor for the reader thread, one for writing here.
+    let split = stream.into_std().and_then(|s| Ok((s.try_clone()?, s)));
+    let (read_stream, write_stream) =
+        match split.and_then(|(r, w)| Ok((r, TcpStream::from_std(w)?))) {
+            Ok(pair) => pair,
+            Err(e) => {
+                debug!(%addr, error = %e, "cannot set up the connection");
+                return;
+            }
+        };
+    let out = Arc::new(Outbound::new(limits.max_outbound_bytes));
+    if events
+        .send(Event::Connected {
+            conn,
+            out: out.clone(),
+            addr,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let cancel = stop.child_token();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let job = ReadJob {
+        stream: read_stream,
+        conn,
+        events: events.clone(),
+        limits,
+        metrics: metrics.clone(),
+        cancel: cancel.clone(),
+        done: done_tx,
+    };
+    if readers.submit(job).is_err() {
+        cancel.cancel();
+    }
+    write_loop(write_stream, out, cancel.clone(), metrics, conn).await;
+    cancel.cancel();
+    let _ = done.await;
+    let _ = events.send(Event::Disconnected { conn }).await;
+}
+
+/// Token bucket: `rate` lines per second, `burst` at once.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: Instant::now(),
+        }
+    }
+
+    /// How long to wait before the next line may go.
+    fn take(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            None
+        } else {
+            let wait = (1.0 - self.tokens) / self.rate;
+            self.tokens -= 1.0;
+            Some(Duration::from_secs_f64(wait))
+        }
+    }
+}
+
+async fn read_loop(
+    mut reader: impl AsyncRead + Unpin,
+    conn: ConnId,
+    events: &mpsc::Sender<Event>,
+    limits: &Limits,
+    metrics: &Metrics,
+    cancel: &CancellationToken,
+) {
+    let mut bucket = Bucket::new(limits.lines_per_second, limits.line_burst);
+    // Room for one maximal line; the buffer never grows past that.
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut discarding = false;
+    loop {
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(512);
+        }
+        let read = tokio::select! {
+            _ = cancel.cancelled() => return,
+            read = reader.read_buf(&mut buf) => read,
+        };
+        match read {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                debug!(conn, error = %e, "read failed");
+                return;
+            }
+        }
+        let mut start = 0;
+        while let Some(offset) = buf[start..].iter().position(|b| *b == b'\n') {
+            let line = &buf[start..start + offset];
+            start += offset + 1;
+            if std::mem::take(&mut discarding) {
+                continue;
+            }
+            if line.is_empty() || line == b"\r" {
+                continue;
+            }
+            if let Some(wait) = bucket.take() {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            match parse_line(line) {
+                Ok(cmd) => {
+                    if events
+                        .send(Event::Command {
+                            conn,
+                            cmd,
+                            received: Instant::now(),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    metrics.lines_malformed.inc();
+                    debug!(conn, error = %e, line = %String::from_utf8_lossy(&line[..line.len().min(64)]), "ignoring malformed line");
+                }
+            }
+        }
+        buf.drain(..start);
+        if buf.len() > MAX_LINE_BYTES + 1 {
+            // No newline within the limit: drop up to the next one.
+            metrics.lines_malformed.inc();
+            debug!(conn, error = %ParseError::TooLong(buf.len()), "ignoring overlong line");
+            buf.clear();
+            discarding = true;
+        }
+        if buf.is_empty() && buf.capacity() > 4096 {
+            buf = Vec::with_capacity(1024);
+        }
+    }
+}
+
+async fn write_loop(
+    mut writer: impl AsyncWrite + Unpin,
+    out: Arc<Outbound>,
+    cancel: CancellationToken,
+    metrics: Arc<Metrics>,
+    conn: ConnId,
+) {
+    let mut buf = Vec::new();
+    let mut last_write = Instant::now() - COALESCE;
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => break,
+            next = out.next(&mut buf) => next,
+        };
+        match next {
+            None => {
+                let since = last_write.elapsed();
+                if since < COALESCE {
+                    tokio::time::sleep(COALESCE - since).await;
+                    out.take_more(&mut buf);
+                }
+                last_write = Instant::now();
+                let written = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&buf)).await;
+                match written {
+                    Ok(Ok(())) => {
+                        metrics.bytes_out.inc_by(buf.len() as u64);
+                    }
+                    Ok(Err(e)) => {
+                        debug!(conn, error = %e, "write failed");
+                        break;
+                    }
+                    Err(_) => {
+                        info!(conn, "client stopped reading; disconnecting");
+                        metrics.error("slow_client");
+                        break;
+                    }
+                }
+                buf = out.recycle(buf);
+            }
+            Some(CloseReason::Overflow) => {
+                info!(conn, "client too far behind; disconnecting");
+                metrics.error("slow_client");
+                break;
+            }
+            Some(CloseReason::Server) => break,
+        }
+    }
+    let _ = writer.shutdown().await;
+    cancel.cancel();
+}

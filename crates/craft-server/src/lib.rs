@@ -1,0 +1,33 @@
+//! `craft-server`: a world server for the unmodified Craft client.
+//!
+//! - [`config`]: the TOML file and its defaults; [`cli`]: flags that
+//!   override it;
+//! - [`server::run`]: accepts players and runs the [`world`] (the game loop
+//!   that owns players and cached chunks) until shutdown, then drains;
+//! - [`connection`]: per-client line framing, parsing, rate limiting and
+//!   the bounded [`outbound`] queue;
+//! - `commands`: one file per protocol command;
+//! - [`stores`]: opens the store a URL names and measures every call;
+//! - [`login`]: the optional identity service;
+//! - [`metrics`]: Prometheus metrics and health;
+//! - on orchestrators: the [`admin`] listener (probes, metrics), [`agones`]
+//!   (the SDK sidecar), [`imds`] (spot interruption notices), tied together
+//!   by [`lifecycle`].
+
+pub mod admin;
+pub mod agones;
+pub mod cli;
+pub mod cli_import;
+mod commands;
+pub mod config;
+pub mod connection;
+pub mod imds;
+pub mod lifecycle;
+pub mod login;
+pub mod metrics;
+pub mod outbound;
+pub mod server;
+pub mod stores;
+pub mod world;
+
+pub use config::Config;

@@ -1,0 +1,338 @@
+//! Prometheus metrics and health state, shared by the game loop, the
+//! connections and the admin listener.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use world_core::BlockStore;
+
+/// Labels `{op="..."}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    /// Operation.
+    pub op: String,
+}
+
+/// Labels `{op="...", kind="..."}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpKindLabels {
+    /// Operation.
+    pub op: String,
+    /// Error kind.
+    pub kind: String,
+}
+
+/// Labels `{kind="...", result="..."}` for edits.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EditLabels {
+    /// `block`, `light` or `sign`.
+    pub kind: &'static str,
+    /// `accepted`, `refused` or `ignored`.
+    pub result: &'static str,
+}
+
+/// Labels `{kind="..."}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// What kind.
+    pub kind: &'static str,
+}
+
+/// Every metric the server exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Connected players.
+    pub players: Gauge,
+    /// Lines received from clients.
+    pub lines_in: Counter,
+    /// Lines sent to clients (one per recipient).
+    pub lines_out: Counter,
+    /// Bytes written to clients.
+    pub bytes_out: Counter,
+    /// Client lines that did not parse.
+    pub lines_malformed: Counter,
+    /// Edits by kind and result.
+    pub edits: Family<EditLabels, Counter>,
+    /// Chunk requests answered.
+    pub chunk_requests: Counter,
+    /// Time from a chunk request's arrival to its answer being queued.
+    pub chunk_answer_seconds: Histogram,
+    /// Time to build a chunk answer from memory and queue it, from the
+    /// moment the game loop takes the request up.
+    pub chunk_build_seconds: Histogram,
+    /// Store call latency by operation.
+    pub store_call_seconds: Family<OpLabel, Histogram>,
+    /// Store errors by operation and kind.
+    pub store_errors: Family<OpKindLabels, Counter>,
+    /// Edits waiting to be written.
+    pub pending_edits: Gauge,
+    /// Age of the oldest edit waiting to be written, in milliseconds.
+    pub pending_oldest_ms: Gauge,
+    /// Duration of successful flushes.
+    pub flush_seconds: Histogram,
+    /// Chunks cached in memory.
+    pub cached_chunks: Gauge,
+    /// Errors by kind (slow clients, full server, store failures...).
+    pub errors: Family<KindLabel, Counter>,
+    store: OnceLock<Arc<dyn BlockStore>>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 20 µs .. ~42 s.
+    Histogram::new(exponential_buckets(0.00002, 2.0, 22))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("craft");
+        let players = Gauge::default();
+        registry.register("players", "Connected players", players.clone());
+        let lines_in = Counter::default();
+        registry.register("lines_in", "Lines received from clients", lines_in.clone());
+        let lines_out = Counter::default();
+        registry.register(
+            "lines_out",
+            "Lines sent to clients, one per recipient",
+            lines_out.clone(),
+        );
+        let bytes_out = Counter::default();
+        registry.register("bytes_out", "Bytes written to clients", bytes_out.clone());
+        let lines_malformed = Counter::default();
+        registry.register(
+            "lines_malformed",
+            "Client lines that did not parse (ignored)",
+            lines_malformed.clone(),
+        );
+        let edits = Family::<EditLabels, Counter>::default();
+        registry.register("edits", "Edits by kind and result", edits.clone());
+        let chunk_requests = Counter::default();
+        registry.register(
+            "chunk_requests",
+            "Chunk requests answered",
+            chunk_requests.clone(),
+        );
+        let chunk_answer_seconds = latency_histogram();
+        registry.register(
+            "chunk_answer_seconds",
+            "Time from a chunk request's arrival to its answer",
+            chunk_answer_seconds.clone(),
+        );
+        // 1 µs .. ~0.5 s: building an answer from memory takes microseconds.
+        let chunk_build_seconds = Histogram::new(exponential_buckets(0.000001, 2.0, 20));
+        registry.register(
+            "chunk_build_seconds",
+            "Time to build a chunk answer from memory and queue it (no waiting included)",
+            chunk_build_seconds.clone(),
+        );
+        let store_call_seconds = Family::<OpLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "store_call_seconds",
+            "Store call latency by operation",
+            store_call_seconds.clone(),
+        );
+        let store_errors = Family::<OpKindLabels, Counter>::default();
+        registry.register(
+            "store_errors",
+            "Store errors by operation and kind",
+            store_errors.clone(),
+        );
+        let pending_edits = Gauge::default();
+        registry.register(
+            "pending_edits",
+            "Edits accepted but not yet written",
+            pending_edits.clone(),
+        );
+        let pending_oldest_ms = Gauge::default();
+        registry.register(
+            "pending_oldest_milliseconds",
+            "Age of the oldest edit not yet written",
+            pending_oldest_ms.clone(),
+        );
+        let flush_seconds = latency_histogram();
+        registry.register(
+            "flush_seconds",
+            "Duration of successful flushes",
+            flush_seconds.clone(),
+        );
+        let cached_chunks = Gauge::default();
+        registry.register(
+            "cached_chunks",
+            "Chunks cached in memory",
+            cached_chunks.clone(),
+        );
+        let errors = Family::<KindLabel, Counter>::default();
+        registry.register("errors", "Errors by kind", errors.clone());
+        Self {
+            registry,
+            players,
+            lines_in,
+            lines_out,
+            bytes_out,
+            lines_malformed,
+            edits,
+            chunk_requests,
+            chunk_answer_seconds,
+            chunk_build_seconds,
+            store_call_seconds,
+            store_errors,
+            pending_edits,
+            pending_oldest_ms,
+            flush_seconds,
+            cached_chunks,
+            errors,
+            store: OnceLock::new(),
+        }
+    }
+
+    /// Adds the store's own counters to every scrape.
+    pub fn attach_store(&self, store: Arc<dyn BlockStore>) {
+        let _ = self.store.set(store);
+    }
+
+    /// Counts an edit.
+    pub fn edit(&self, kind: &'static str, result: &'static str) {
+        self.edits.get_or_create(&EditLabels { kind, result }).inc();
+    }
+
+    /// Counts an error.
+    pub fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        if let Some(store) = self.store.get() {
+            // Strip the trailing `# EOF` so the store's counters stay inside
+            // the exposition, then put it back.
+            if let Some(body) = out.strip_suffix("# EOF\n") {
+                out = body.to_owned();
+            }
+            let mut last = "";
+            for c in store.counters() {
+                // OpenMetrics names the family without `_total` and each
+                // counter sample with it.
+                let family = format!("craft_{}", c.name.strip_suffix("_total").unwrap_or(c.name));
+                if c.name != last {
+                    out.push_str(&format!(
+                        "# HELP {family} {}\n# TYPE {family} counter\n",
+                        c.help.replace('\\', "\\\\").replace('\n', "\\n")
+                    ));
+                    last = c.name;
+                }
+                let labels: Vec<String> = c
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                    .collect();
+                let labels = if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{}}}", labels.join(","))
+                };
+                out.push_str(&format!("{family}_total{labels} {}\n", c.value));
+            }
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+}
+
+/// A label value as OpenMetrics spells it.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// What `/healthz` and `/readyz` look at.
+#[derive(Debug)]
+pub struct Health {
+    started: Instant,
+    /// Milliseconds since `started` when the game loop last turned.
+    last_turn_ms: AtomicU64,
+    /// The server is shutting down.
+    pub draining: AtomicBool,
+    /// The drain is over (every edit stored); the process only waits for
+    /// its signal.
+    pub drained: AtomicBool,
+    /// The last store call succeeded.
+    pub store_ok: AtomicBool,
+    /// The store answered at least once since start.
+    pub store_seen: AtomicBool,
+    /// Players connected.
+    pub players: AtomicUsize,
+    /// Player limit.
+    pub max_players: usize,
+}
+
+impl Health {
+    /// Fresh health state.
+    pub fn new(max_players: usize) -> Self {
+        Self {
+            started: Instant::now(),
+            last_turn_ms: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
+            store_ok: AtomicBool::new(false),
+            store_seen: AtomicBool::new(false),
+            players: AtomicUsize::new(0),
+            max_players,
+        }
+    }
+
+    /// Records that the game loop turned.
+    pub fn turn(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_turn_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long ago the game loop last turned.
+    pub fn since_last_turn(&self) -> Duration {
+        let now = self.started.elapsed();
+        now.saturating_sub(Duration::from_millis(
+            self.last_turn_ms.load(Ordering::Relaxed),
+        ))
+    }
+
+    /// Records a store outcome.
+    pub fn store_result(&self, ok: bool) {
+        self.store_ok.store(ok, Ordering::Relaxed);
+        if ok {
+            self.store_seen.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether new players should be sent here, and if not why.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::Relaxed) {
+            Err("draining")
+        } else if !self.store_ok.load(Ordering::Relaxed) {
+            Err("store unavailable")
+        } else if self.players.load(Ordering::Relaxed) >= self.max_players {
+            Err("full")
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The command line: `--help`, `config`, `import`, clear errors.
+
+mod support;
+
+use std::process::Command;
+
+use support::fixtures;
+
+fn craft_server(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_craft-server"))
+        .args(args)
+        .env_remove("CRAFT_CONFIG")
+        .env_remove("CRAFT_STORE")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run craft-server")
+}
+
+#[test]
+fn help_documents_the_settings() {
+    let out = craft_server(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--config",
+        "--listen",
+        "--store",
+        "--commit-interval",
+        "--max-players",
+        "--spawn",
+        "--day-length",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+}
+
+#[test]
+fn config_prints_the_effective_settings_without_secrets() {
+    let out = craft_server(&[
+        "--store",
+        "postgres://craft:hunter2@db/world",
+        "--max-players",
+        "7",
+        "config",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("max_players = 7"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn bad_settings_are_clear_errors() {
+    let out = craft_server(&["--store", "mongodb://x", "config"]);
+    assert!(out.status.success(), "config does not open the store");
+    let out = craft_server(&["--store", "mongodb://x", "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown store scheme"), "{err}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "commit_interval = \"soon\"\n").expect("write");
+    let out = craft_server(&["--config", file.to_str().expect("utf-8"), "config"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("commit_interval") || err.contains("invalid config file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn import_copies_an_original_world() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("craft.db");
+    std::fs::copy(fixtures().join("craft-reference.db"), &source).expect("copy");
+    let target = dir.path().join("copy.db");
+    let from = format!("sqlite:{}", source.display());
+    let to = format!("sqlite:{}", target.display());
+    let out = craft_server(&["import", "--from", &from, "--to", &to]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("imported 51 chunks: 1670 blocks, 80 lights, 60 signs"),
+        "{said}"
+    );
+}

@@ -1,0 +1,976 @@
+//! [`DataApiStore`]: the [`BlockStore`] over the RDS Data API.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_rdsdata::Client;
+use aws_sdk_rdsdata::config::Credentials;
+use aws_sdk_rdsdata::types::{Field, SqlParameter};
+use pg_sql::{
+    ChunkPager, ChunkRow, Form, KEY_EXHAUSTED_SQLSTATE, MigrationScript, PageLimits, RowSql, Rows,
+    Statements, Step, Value, WritePlan, chunk_head, held_rows, player_rows,
+};
+use tracing::{debug, info, warn};
+use world_core::coords::ChunkPos;
+use world_core::store::{
+    ApplyReceipt, Batch, ChunkData, ChunkHead, Key, PlayerRecord, StoreCounter,
+};
+use world_core::{BlockStore, StoreError, StoreResult};
+
+use crate::config::{Config, WriteForm};
+use crate::counters::{CountRequests, Counters};
+use crate::error::{DataApiError, Op, classify};
+use crate::retry::{Backoff, Failure};
+
+/// Room left in every request for the members besides the rows (ARNs,
+/// database, transaction id, SQL) and for HTTP headers, which the
+/// service's 4 MiB limit includes.
+const REQUEST_OVERHEAD: usize = 16 * 1024;
+
+/// Most parameter sets in one `BatchExecuteStatement`: bounds the answer
+/// (one `updateResults` entry per set, well under 1 MiB) and the time the
+/// call runs (the service stops a statement after 45 s).
+const MAX_SETS_PER_CALL: usize = 10_000;
+
+/// Most chunks in one `advance_heads` call: its answer has a row per chunk.
+const MAX_HEADS_PER_CALL: usize = 5_000;
+
+/// A world store on Aurora PostgreSQL through the RDS Data API (see the
+/// crate docs).
+pub struct DataApiStore {
+    client: Client,
+    config: Config,
+    sql: Statements,
+    counters: Arc<Counters>,
+    closed: AtomicBool,
+    target: String,
+}
+
+impl fmt::Debug for DataApiStore {
+    // Only what identifies the store: the SDK client's configuration holds
+    // the credentials provider.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataApiStore")
+            .field("target", &self.target)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SDK client for `config`: the region (or the cluster's), the
+/// endpoint override, static credentials or the AWS chain, the timeouts,
+/// no SDK retries (the store retries by meaning), and the request counter.
+async fn sdk_client(config: &Config, counters: Arc<Counters>) -> StoreResult<Client> {
+    config
+        .validate()
+        .map_err(|e| StoreError::Config(e.to_string()))?;
+    let region = config.effective_region().ok_or_else(|| {
+        StoreError::Config("no AWS region: add region=… to the store URL or set REGION".into())
+    })?;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(config.connect_timeout)
+                .operation_attempt_timeout(config.call_timeout)
+                .operation_timeout(config.call_timeout)
+                .build(),
+        );
+    if let Some(profile) = &config.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(endpoint) = &config.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(c) = &config.credentials {
+        loader = loader.credentials_provider(Credentials::new(
+            c.access_key_id.expose(),
+            c.secret_access_key.expose(),
+            c.session_token.as_ref().map(|t| t.expose().to_owned()),
+            None,
+            "store-url",
+        ));
+    }
+    let sdk = loader.load().await;
+    let conf = aws_sdk_rdsdata::config::Builder::from(&sdk)
+        .interceptor(CountRequests(counters))
+        .build();
+    Ok(Client::from_conf(conf))
+}
+
+/// A Data API parameter from a pg-sql value. Every value travels typed,
+/// never in the SQL text.
+fn field(value: Value<'_>) -> Field {
+    match value {
+        Value::Int8(v) => Field::LongValue(v),
+        Value::Int4(v) => Field::LongValue(v.into()),
+        // pg-sql's JSON form stores non-finite floats as null too.
+        Value::Float4(v) if v.is_finite() => Field::DoubleValue(v.into()),
+        Value::Float4(_) | Value::Null(_) => Field::IsNull(true),
+        Value::Text(v) => Field::StringValue(v.to_owned()),
+    }
+}
+
+fn parameter(name: &str, value: Value<'_>) -> SqlParameter {
+    SqlParameter::builder()
+        .name(name)
+        .value(field(value))
+        .build()
+}
+
+fn parameters<'n, 'v>(values: impl IntoIterator<Item = (&'n str, Value<'v>)>) -> Vec<SqlParameter> {
+    values.into_iter().map(|(n, v)| parameter(n, v)).collect()
+}
+
+/// Decimal digits of `v`, sign included.
+fn digits(v: i64) -> usize {
+    let sign = usize::from(v < 0);
+    let mut n = v.unsigned_abs();
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d + sign
+}
+
+/// An upper bound of a JSON string's length, quotes included.
+fn json_string_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// An upper bound of one parameter's JSON length in a request:
+/// `{"name":"p","value":{"longValue":-12}}`.
+fn parameter_len(name: &str, value: Value<'_>) -> usize {
+    let value = match value {
+        Value::Int8(v) => 14 + digits(v),
+        Value::Int4(v) => 14 + digits(v.into()),
+        // The shortest round-trip text of an f64 is at most 24 characters.
+        Value::Float4(_) => 16 + 24,
+        Value::Text(s) => 16 + json_string_len(s),
+        Value::Null(_) => 15,
+    };
+    20 + name.len() + value + 1
+}
+
+/// Splits `0..len` into consecutive ranges of at most `max_rows` rows whose
+/// sizes (`size(i)`) add up to at most `budget` (a single row larger than
+/// the budget gets a range of its own; the service then refuses it).
+fn split(
+    len: usize,
+    max_rows: usize,
+    budget: usize,
+    size: impl Fn(usize) -> usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for i in 0..len {
+        let row = size(i) + 1;
+        if i > start && (i - start >= max_rows || bytes + row > budget) {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += row;
+    }
+    if start < len {
+        out.push(start..len);
+    }
+    out
+}
+
+/// An upper bound of one row's length in a JSON-form request: the row's
+/// JSON (`Rows::to_json`) as it appears escaped inside the request's
+/// `stringValue` (every quote and backslash doubled).
+fn json_row_len(rows: &Rows<'_>, i: usize) -> usize {
+    // `{` `}` and the comma.
+    3 + rows
+        .row(i)
+        .map(|(name, value)| {
+            // `\"name\":` and the comma.
+            name.len()
+                + 6
+                + match value {
+                    Value::Int8(v) => digits(v),
+                    Value::Int4(v) => digits(v.into()),
+                    Value::Float4(_) => 24,
+                    Value::Null(_) => 4,
+                    Value::Text(s) => {
+                        4 + s
+                            .bytes()
+                            .map(|b| match b {
+                                b'"' | b'\\' => 4,
+                                0..=0x1f => 7,
+                                _ => 1,
+                            })
+                            .sum::<usize>()
+                    }
+                }
+        })
+        .sum::<usize>()
+}
+
+fn corrupt(message: impl Into<String>) -> DataApiError {
+    DataApiError::Corrupt(message.into())
+}
+
+fn long(f: &Field, what: &str) -> Result<Option<i64>, DataApiError> {
+    match f {
+        Field::LongValue(v) => Ok(Some(*v)),
+        Field::IsNull(true) => Ok(None),
+        _ => Err(corrupt(format!("{what}: expected an integer, got {f:?}"))),
+    }
+}
+
+fn required_long(f: &Field, what: &str) -> Result<i64, DataApiError> {
+    long(f, what)?.ok_or_else(|| corrupt(format!("{what} is null")))
+}
+
+fn int(f: &Field, what: &str) -> Result<Option<i32>, DataApiError> {
+    long(f, what)?
+        .map(|v| i32::try_from(v).map_err(|_| corrupt(format!("{what} = {v} is not an int4"))))
+        .transpose()
+}
+
+fn text(f: &Field, what: &str) -> Result<Option<String>, DataApiError> {
+    match f {
+        Field::StringValue(v) => Ok(Some(v.clone())),
+        Field::IsNull(true) => Ok(None),
+        _ => Err(corrupt(format!("{what}: expected text, got {f:?}"))),
+    }
+}
+
+fn real(f: &Field, what: &str) -> Result<f32, DataApiError> {
+    match f {
+        // float4 values come as the f64 of the same number.
+        Field::DoubleValue(v) => Ok(*v as f32),
+        Field::LongValue(v) => Ok(*v as f32),
+        _ => Err(corrupt(format!("{what}: expected a number, got {f:?}"))),
+    }
+}
+
+fn columns<'r>(record: &'r [Field], n: usize, what: &str) -> Result<&'r [Field], DataApiError> {
+    if record.len() == n {
+        Ok(record)
+    } else {
+        Err(corrupt(format!(
+            "{what}: a row of {} columns, expected {n}",
+            record.len()
+        )))
+    }
+}
+
+fn chunk_row(record: &[Field]) -> Result<ChunkRow, DataApiError> {
+    let r = columns(record, 7, "load_chunk_page")?;
+    Ok(ChunkRow {
+        kind: int(&r[0], "kind")?.ok_or_else(|| corrupt("kind is null"))?,
+        x: long(&r[1], "x")?,
+        y: long(&r[2], "y")?,
+        z: long(&r[3], "z")?,
+        w: int(&r[4], "w")?,
+        n: long(&r[5], "n")?,
+        text: text(&r[6], "text")?,
+    })
+}
+
+fn head_row(record: &[Field]) -> Result<(i64, i64, i64), DataApiError> {
+    let r = columns(record, 3, "chunk heads")?;
+    Ok((
+        required_long(&r[0], "p")?,
+        required_long(&r[1], "q")?,
+        required_long(&r[2], "key")?,
+    ))
+}
+
+impl DataApiStore {
+    /// Builds the client, then creates or migrates the schema (one
+    /// transaction; retried like any call, so a paused database is waited
+    /// for up to `resume_wait`).
+    ///
+    /// Fails with `Config` for unusable settings, credentials, cluster,
+    /// secret or database, `Unavailable` when the service cannot be
+    /// reached, `Corrupt` when the schema is newer than this server.
+    pub async fn open(config: Config) -> StoreResult<DataApiStore> {
+        let counters = Arc::new(Counters::default());
+        let client = sdk_client(&config, counters.clone()).await?;
+        let store = DataApiStore {
+            client,
+            sql: Statements::new(&config.schema),
+            target: config.target(),
+            config,
+            counters,
+            closed: AtomicBool::new(false),
+        };
+        let context = format!("opening {}", store.target);
+        store.retrying(&context, || store.migrate_once()).await?;
+        info!(target = %store.target, "Data API store open");
+        Ok(store)
+    }
+
+    /// The schema-qualified statements this store runs.
+    pub fn statements(&self) -> &Statements {
+        &self.sql
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counter `name` (see [`crate::counters`]) for label value `label`
+    /// (an operation, a reason, a statement), or summed over all labels.
+    pub fn counter(&self, name: &str, label: Option<&str>) -> f64 {
+        self.counters.get(name, label)
+    }
+
+    fn ensure_open(&self) -> StoreResult<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(StoreError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    // ---- single calls ----------------------------------------------------
+
+    async fn execute(
+        &self,
+        sql: &str,
+        params: Vec<SqlParameter>,
+        transaction: Option<&str>,
+    ) -> Result<Vec<Vec<Field>>, DataApiError> {
+        let out = self
+            .client
+            .execute_statement()
+            .resource_arn(&self.config.resource_arn)
+            .secret_arn(&self.config.secret_arn)
+            .set_database(self.config.database.clone())
+            .set_transaction_id(transaction.map(str::to_owned))
+            .sql(sql)
+            .set_parameters((!params.is_empty()).then_some(params))
+            .send()
+            .await
+            .map_err(|e| classify(Op::Execute, e))?;
+        Ok(out.records.unwrap_or_default())
+    }
+
+    async fn batch_execute(
+        &self,
+        sql: &str,
+        sets: Vec<Vec<SqlParameter>>,
+        transaction: &str,
+    ) -> Result<(), DataApiError> {
+        let n = sets.len();
+        let out = self
+            .client
+            .batch_execute_statement()
+            .resource_arn(&self.config.resource_arn)
+            .secret_arn(&self.config.secret_arn)
+            .set_database(self.config.database.clone())
+            .transaction_id(transaction)
+            .sql(sql)
+            .set_parameter_sets(Some(sets))
+            .send()
+            .await
+            .map_err(|e| classify(Op::BatchExecute, e))?;
+        let answered = out.update_results.as_ref().map_or(0, Vec::len);
+        if answered != n {
+            return Err(corrupt(format!(
+                "BatchExecuteStatement answered {answered} results for {n} parameter sets"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<String, DataApiError> {
+        let out = self
+            .client
+            .begin_transaction()
+            .resource_arn(&self.config.resource_arn)
+            .secret_arn(&self.config.secret_arn)
+            .set_database(self.config.database.clone())
+            .send()
+            .await
+            .map_err(|e| classify(Op::Begin, e))?;
+        out.transaction_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| corrupt("BeginTransaction answered no transaction id"))
+    }
+
+    async fn commit(&self, transaction: &str) -> Result<(), DataApiError> {
+        self.client
+            .commit_transaction()
+            .resource_arn(&self.config.resource_arn)
+            .secret_arn(&self.config.secret_arn)
+            .transaction_id(transaction)
+            .send()
+            .await
+            .map_err(|e| classify(Op::Commit, e))?;
+        Ok(())
+    }
+
+    /// Ends a failed transaction, unless the service already did. Best
+    /// effort: an unknown outcome is left to the service, which rolls back
+    /// a transaction idle for 3 minutes.
+    async fn abandon(&self, transaction: &str, error: &DataApiError) {
+        if error.ends_transaction() {
+            return;
+        }
+        let rolled_back = self
+            .client
+            .rollback_transaction()
+            .resource_arn(&self.config.resource_arn)
+            .secret_arn(&self.config.secret_arn)
+            .transaction_id(transaction)
+            .send()
+            .await;
+        if let Err(e) = rolled_back {
+            debug!(error = %classify(Op::Rollback, e), "rollback after a failure failed");
+        }
+    }
+
+    // ---- retries ---------------------------------------------------------
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retry
+    /// policy gives up (see [`Backoff::next`]); the error carries
+    /// `context` and what was tried.
+    async fn retrying<T, F, Fut>(&self, context: &str, mut attempt: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut backoff = Backoff::new(self.config.resume_wait, self.config.max_attempts);
+        loop {
+            self.ensure_open()?;
+            let error = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Api(e)) => e,
+            };
+            match backoff.next(&error) {
+                Some(wait) => {
+                    self.counters.retry(error.reason());
+                    debug!(context, error = %error, ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                None => {
+                    let summary = backoff.summary();
+                    let e = error.into_store(&format!("{context} ({summary})"));
+                    if e.is_retryable() {
+                        warn!(context, error = %e, "Data API call failed");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    // ---- migrations ------------------------------------------------------
+
+    async fn migrate_once(&self) -> Result<(), Failure> {
+        let script = MigrationScript::new(&self.config.schema);
+        let transaction = self.begin().await?;
+        let result = async {
+            for statement in &script.prelude {
+                self.execute(statement, Vec::new(), Some(&transaction))
+                    .await?;
+            }
+            let rows = self
+                .execute(&script.applied_versions, Vec::new(), Some(&transaction))
+                .await?;
+            let mut applied = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let r = columns(row, 1, "migration versions")?;
+                applied.push(int(&r[0], "version")?.ok_or_else(|| corrupt("version is null"))?);
+            }
+            let pending = script.pending(&applied).map_err(|e| {
+                StoreError::Corrupt(format!("migrating schema {}: {e}", self.config.schema))
+            })?;
+            for migration in &pending {
+                for statement in &migration.statements {
+                    self.execute(statement, Vec::new(), Some(&transaction))
+                        .await?;
+                }
+                self.execute(&migration.record, Vec::new(), Some(&transaction))
+                    .await?;
+            }
+            self.commit(&transaction).await?;
+            if !pending.is_empty() {
+                let versions: Vec<i32> = pending.iter().map(|m| m.version).collect();
+                info!(schema = %self.config.schema, ?versions, "migrated schema");
+            }
+            Ok::<(), Failure>(())
+        }
+        .await;
+        if let Err(Failure::Api(e)) = &result {
+            self.abandon(&transaction, e).await;
+        } else if result.is_err() {
+            self.abandon(
+                &transaction,
+                &DataApiError::Corrupt("migration refused".into()),
+            )
+            .await;
+        }
+        result
+    }
+
+    // ---- writes ----------------------------------------------------------
+
+    /// The request budget left for rows after the statement and overhead.
+    fn row_budget(&self, sql: &str) -> usize {
+        self.config
+            .max_request_bytes
+            .saturating_sub(REQUEST_OVERHEAD + json_string_len(sql))
+            .max(1)
+    }
+
+    /// Runs a set statement in the JSON form over `rows`, in calls that fit
+    /// the request limit and at most `max_rows` rows, returning every row
+    /// the calls answered.
+    async fn execute_json(
+        &self,
+        statement: &RowSql,
+        rows: &Rows<'_>,
+        max_rows: usize,
+        transaction: Option<&str>,
+    ) -> Result<Vec<Vec<Field>>, DataApiError> {
+        let sql = statement.form(Form::Json).named();
+        let budget = self.row_budget(sql).saturating_sub(32);
+        let mut out = Vec::new();
+        for range in split(rows.len(), max_rows, budget, |i| json_row_len(rows, i)) {
+            let piece = rows.slice(range);
+            self.counters.rows(statement.name(), piece.len());
+            let params = vec![parameter(
+                pg_sql::JSON_ROWS_PARAM,
+                Value::Text(&piece.to_json()),
+            )];
+            out.extend(self.execute(sql, params, transaction).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs a set statement in the per-row form over `rows` as
+    /// `BatchExecuteStatement` calls that fit the request limit.
+    async fn batch_values(
+        &self,
+        statement: &RowSql,
+        rows: &Rows<'_>,
+        transaction: &str,
+    ) -> Result<(), DataApiError> {
+        let sql = statement.form(Form::Values).named();
+        let budget = self.row_budget(sql);
+        let size = |i: usize| {
+            2 + rows
+                .row(i)
+                .map(|(name, value)| parameter_len(name, value))
+                .sum::<usize>()
+        };
+        for range in split(rows.len(), MAX_SETS_PER_CALL, budget, size) {
+            self.counters.rows(statement.name(), range.len());
+            let sets = range.map(|i| parameters(rows.row(i))).collect();
+            self.batch_execute(sql, sets, transaction).await?;
+        }
+        Ok(())
+    }
+
+    /// One attempt at a batch: one transaction.
+    async fn apply_once(&self, plan: &WritePlan<'_>) -> Result<ApplyReceipt, Failure> {
+        let transaction = self.begin().await?;
+        match self.write(plan, &transaction).await {
+            Ok(receipt) => Ok(receipt),
+            Err((step, e)) => {
+                self.abandon(&transaction, &e).await;
+                if step == Step::AdvanceHeads && e.sqlstate() == Some(KEY_EXHAUSTED_SQLSTATE) {
+                    return Err(Failure::Final(self.exhausted(plan).await));
+                }
+                Err(Failure::Api(e))
+            }
+        }
+    }
+
+    /// The statements of a batch and `COMMIT`, in `transaction`; an error
+    /// names the step that failed.
+    async fn write(
+        &self,
+        plan: &WritePlan<'_>,
+        transaction: &str,
+    ) -> Result<ApplyReceipt, (Step, DataApiError)> {
+        let mut heads = Vec::with_capacity(plan.advances().len());
+        for (step, rows) in plan.steps() {
+            let at = |e| (step, e);
+            if step == Step::AdvanceHeads {
+                // Chunks go in (p, q) order, call after call: the global
+                // lock order holds across the split.
+                let records = self
+                    .execute_json(
+                        &self.sql.advance_heads,
+                        rows,
+                        MAX_HEADS_PER_CALL,
+                        Some(transaction),
+                    )
+                    .await
+                    .map_err(at)?;
+                for record in &records {
+                    heads.push(head_row(record).map_err(at)?);
+                }
+                continue;
+            }
+            // The single block statement does what store-postgres splits
+            // in two (plain inserts for new chunks): one call fewer per
+            // batch, which is what the Data API bills.
+            let statements: &[RowSql] = if step == Step::UpsertBlocks {
+                std::slice::from_ref(&self.sql.upsert_blocks)
+            } else {
+                self.sql.step(step)
+            };
+            for statement in statements {
+                match self.config.write_form {
+                    WriteForm::Values => self.batch_values(statement, rows, transaction).await,
+                    WriteForm::Json => self
+                        .execute_json(statement, rows, usize::MAX, Some(transaction))
+                        .await
+                        .map(drop),
+                }
+                .map_err(at)?;
+            }
+        }
+        self.commit(transaction)
+            .await
+            .map_err(|e| (Step::DeleteSigns, e))?;
+        plan.receipt(&heads)
+            .map_err(|e| (Step::AdvanceHeads, corrupt(e.to_string())))
+    }
+
+    /// The `KeyExhausted` error naming the chunk (one more call, outside
+    /// the aborted transaction).
+    async fn exhausted(&self, plan: &WritePlan<'_>) -> StoreError {
+        let rows = plan.chunk_rows();
+        let current = match self
+            .execute_json(&self.sql.chunk_heads, &rows, MAX_HEADS_PER_CALL, None)
+            .await
+        {
+            Ok(records) => records
+                .iter()
+                .filter_map(|r| head_row(r).ok())
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                debug!(error = %e, "reading the heads of an exhausted batch failed");
+                Vec::new()
+            }
+        };
+        match plan.exhausted_chunk(&current) {
+            Some(chunk) => StoreError::KeyExhausted {
+                p: chunk.p,
+                q: chunk.q,
+            },
+            None => StoreError::Other {
+                message: "key range exhausted in an unknown chunk".into(),
+                source: None,
+            },
+        }
+    }
+
+    // ---- reads -----------------------------------------------------------
+
+    fn page_limits(&self) -> PageLimits {
+        let rows = self.config.page_rows;
+        PageLimits {
+            blocks: rows,
+            lights: rows,
+            // A sign row may carry 1 KiB of text.
+            signs: (rows / 50).max(1),
+        }
+    }
+
+    async fn load_chunk_paged(&self, chunk: ChunkPos, since: Key) -> StoreResult<ChunkData> {
+        let context = format!("load_chunk {chunk} since {since}");
+        let sql = self.sql.load_chunk_page.named();
+        let mut pager = ChunkPager::new(chunk, since, self.page_limits());
+        while !pager.is_done() {
+            let params = parameters(pager.params());
+            // An answer over the size limit comes back as a value, not a
+            // failure: the next page is asked for with smaller limits.
+            let answer = self
+                .retrying(&context, || async {
+                    match self.execute(sql, params.clone(), None).await {
+                        Ok(records) => Ok(Ok(records)),
+                        Err(e @ DataApiError::ResponseTooLarge { .. }) => Ok(Err(e)),
+                        Err(e) => Err(Failure::Api(e)),
+                    }
+                })
+                .await?;
+            let records = match answer {
+                Ok(records) => records,
+                Err(e) if pager.shrink() => {
+                    self.counters.retry(e.reason());
+                    debug!(context, limits = ?pager.limits(), "answer too large; halving the page");
+                    continue;
+                }
+                Err(e) => return Err(e.into_store(&context)),
+            };
+            let rows = records
+                .iter()
+                .map(|r| chunk_row(r))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.into_store(&context))?;
+            pager.push_page(rows).map_err(|e| match e {
+                StoreError::Corrupt(m) => StoreError::Corrupt(format!("{context}: {m}")),
+                other => other,
+            })?;
+        }
+        if pager.pages() > 1 {
+            debug!(context, pages = pager.pages(), "chunk read in pages");
+        }
+        Ok(pager.finish())
+    }
+}
+
+#[async_trait]
+impl BlockStore for DataApiStore {
+    fn backend(&self) -> &'static str {
+        "dataapi"
+    }
+
+    async fn load_chunk(&self, chunk: ChunkPos, since: Key) -> StoreResult<ChunkData> {
+        self.ensure_open()?;
+        self.load_chunk_paged(chunk, since).await
+    }
+
+    async fn apply(&self, batch: &Batch) -> StoreResult<ApplyReceipt> {
+        self.ensure_open()?;
+        batch.validate()?;
+        let plan = WritePlan::new(batch);
+        if plan.is_empty() {
+            return Ok(ApplyReceipt::default());
+        }
+        let context = format!(
+            "apply ({} changes in {} chunks)",
+            batch.len(),
+            plan.advances().len()
+        );
+        // A failed attempt left nothing (rolled back, or ended by the
+        // service); one whose commit answer was lost may have committed,
+        // and applying the batch again is harmless by the trait's contract.
+        self.retrying(&context, || self.apply_once(&plan)).await
+    }
+
+    async fn changed_chunks(&self, held: &[ChunkHead]) -> StoreResult<Vec<ChunkHead>> {
+        self.ensure_open()?;
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let context = format!("changed_chunks ({} chunks)", held.len());
+        let rows = held_rows(held);
+        let max_rows = self.config.page_rows as usize;
+        let records = self
+            .retrying(&context, || async {
+                Ok(self
+                    .execute_json(&self.sql.changed_chunks, &rows, max_rows, None)
+                    .await?)
+            })
+            .await?;
+        let mut out = Vec::with_capacity(records.len());
+        for record in &records {
+            let (p, q, key) = head_row(record).map_err(|e| e.into_store(&context))?;
+            out.push(chunk_head(p, q, key)?);
+        }
+        // Calls answer in order each; a chunk held twice may come twice.
+        out.sort_unstable();
+        out.dedup_by_key(|h| h.chunk);
+        Ok(out)
+    }
+
+    async fn list_chunks(&self) -> StoreResult<Vec<ChunkHead>> {
+        self.ensure_open()?;
+        let context = "list_chunks";
+        let sql = self.sql.list_chunks_page.named();
+        let limit = i64::from(self.config.page_rows);
+        let mut after = (i64::MIN, i64::MIN);
+        let mut out = Vec::new();
+        loop {
+            let params = parameters([
+                ("p", Value::Int8(after.0)),
+                ("q", Value::Int8(after.1)),
+                ("limit", Value::Int8(limit)),
+            ]);
+            let records = self
+                .retrying(context, || async {
+                    Ok(self.execute(sql, params.clone(), None).await?)
+                })
+                .await?;
+            for record in &records {
+                let (p, q, key) = head_row(record).map_err(|e| e.into_store(context))?;
+                out.push(chunk_head(p, q, key)?);
+                after = (p, q);
+            }
+            if (records.len() as i64) < limit {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn load_player(&self, name: &str) -> StoreResult<Option<PlayerRecord>> {
+        self.ensure_open()?;
+        let context = "load_player";
+        let sql = self.sql.load_player.named();
+        let params = parameters([("name", Value::Text(name))]);
+        let records = self
+            .retrying(context, || async {
+                Ok(self.execute(sql, params.clone(), None).await?)
+            })
+            .await?;
+        let Some(record) = records.first() else {
+            return Ok(None);
+        };
+        let decode = || -> Result<PlayerRecord, DataApiError> {
+            let r = columns(record, 6, "load_player")?;
+            Ok(PlayerRecord {
+                name: name.to_owned(),
+                x: real(&r[0], "x")?,
+                y: real(&r[1], "y")?,
+                z: real(&r[2], "z")?,
+                rx: real(&r[3], "rx")?,
+                ry: real(&r[4], "ry")?,
+                time_ms: required_long(&r[5], "ms")?,
+            })
+        };
+        decode().map(Some).map_err(|e| e.into_store(context))
+    }
+
+    async fn save_players(&self, players: &[PlayerRecord]) -> StoreResult<()> {
+        self.ensure_open()?;
+        if players.is_empty() {
+            return Ok(());
+        }
+        let context = format!("save_players ({} players)", players.len());
+        let rows = player_rows(players);
+        self.retrying(&context, || async {
+            self.execute_json(&self.sql.save_players, &rows, usize::MAX, None)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn counters(&self) -> Vec<StoreCounter> {
+        self.counters.snapshot()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.ensure_open()?;
+        let sql = self.sql.ping.named();
+        self.retrying("ping", || async {
+            self.execute(sql, Vec::new(), None).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            info!(target = %self.target, "Data API store closed");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_count_signs() {
+        for v in [0i64, 9, 10, -1, -10, i64::MAX, i64::MIN, 2_147_483_647] {
+            assert_eq!(digits(v), v.to_string().len(), "{v}");
+        }
+    }
+
+    #[test]
+    fn parameter_sizes_bound_the_serialised_json() {
+        // What the SDK sends for a parameter (REST-JSON): checked against
+        // serde_json's rendering of the same shape.
+        for (name, value) in [
+            ("p", Value::Int8(i64::MIN)),
+            ("w", Value::Int4(-63)),
+            ("x", Value::Float4(-1.234_567_8e-20)),
+            ("text", Value::Text("a \"quoted\" \\ \u{1} é")),
+            ("user_id", Value::Null(pg_sql::SqlType::Text)),
+        ] {
+            let json_value = match value {
+                Value::Int8(v) => format!(r#"{{"longValue":{v}}}"#),
+                Value::Int4(v) => format!(r#"{{"longValue":{v}}}"#),
+                // The SDK writes floats with ryu: at most 24 characters.
+                Value::Float4(v) => format!(r#"{{"doubleValue":{:e}}}"#, f64::from(v)),
+                Value::Text(s) => format!(r#"{{"stringValue":{}}}"#, json_string(s)),
+                Value::Null(_) => r#"{"isNull":true}"#.to_owned(),
+            };
+            let json = format!(r#"{{"name":"{name}","value":{json_value}}},"#);
+            assert!(
+                parameter_len(name, value) >= json.len(),
+                "{name}: {} < {}",
+                parameter_len(name, value),
+                json.len()
+            );
+        }
+    }
+
+    fn json_string(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    #[test]
+    fn json_rows_are_bounded_as_sent() {
+        let mut batch = world_core::store::Batch::new();
+        let chunk = world_core::coords::ChunkPos::new(-1, i32::MIN / 32);
+        let pos = world_core::BlockPos::new(i32::MIN, 255, -1);
+        batch.set_sign(chunk, pos, 7, "q\"b\\c\u{1}é", Default::default());
+        batch.set_block(chunk, pos, -63, Default::default());
+        let plan = WritePlan::new(&batch);
+        for (_, rows) in plan.steps() {
+            for i in 0..rows.len() {
+                let json = rows.slice(i..i + 1).to_json();
+                // As a JSON string inside the request, without its quotes
+                // and the array's brackets (counted once per call), and a
+                // comma.
+                let sent = json_string(&json).len() - 2 - 2 + 1;
+                assert!(json_row_len(rows, i) >= sent, "{json}");
+            }
+        }
+    }
+
+    #[test]
+    fn splits_respect_rows_and_bytes() {
+        let ranges = split(10, 4, 1_000, |_| 10);
+        assert_eq!(ranges, [0..4, 4..8, 8..10]);
+        let ranges = split(10, 100, 35, |_| 10);
+        assert_eq!(ranges, [0..3, 3..6, 6..9, 9..10]);
+        // A row over the budget still goes, alone.
+        let ranges = split(3, 100, 15, |i| if i == 1 { 50 } else { 10 });
+        assert_eq!(ranges, [0..1, 1..2, 2..3]);
+        assert!(split(0, 1, 1, |_| 1).is_empty());
+    }
+}

@@ -1,0 +1,6 @@
+//! The BlockStore conformance suite through dataapi-local, a schema per
+//! test.
+
+mod common;
+
+world_core::conformance_tests!(common::fresh_dyn);

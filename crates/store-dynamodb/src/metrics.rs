@@ -1,0 +1,180 @@
+//! Counters exposed through `BlockStore::counters()`: requests by
+//! operation (counted per HTTP attempt by an SDK interceptor), the capacity
+//! units DynamoDB reports, and the store's own estimate from item sizes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::types::ConsumedCapacity;
+use world_core::store::StoreCounter;
+
+/// HTTP requests sent, by operation (every SDK attempt, retries included).
+pub const REQUESTS: &str = "store_requests_total";
+/// Operations that failed after the SDK's retries, by operation and kind.
+pub const ERRORS: &str = "store_errors_total";
+/// Read capacity units DynamoDB reported (`ReturnConsumedCapacity=TOTAL`).
+pub const CONSUMED_RCU: &str = "dynamodb_consumed_read_capacity_units_total";
+/// Write capacity units DynamoDB reported (`ReturnConsumedCapacity=TOTAL`).
+pub const CONSUMED_WCU: &str = "dynamodb_consumed_write_capacity_units_total";
+/// Read capacity units estimated by this store from item sizes.
+pub const ESTIMATED_RCU: &str = "dynamodb_estimated_read_capacity_units_total";
+/// Write capacity units estimated by this store from item sizes.
+pub const ESTIMATED_WCU: &str = "dynamodb_estimated_write_capacity_units_total";
+/// Items (or keys) sent in batch requests, by operation.
+pub const ITEMS: &str = "dynamodb_batch_items_total";
+/// Items or keys DynamoDB left unprocessed and the store sent again.
+pub const UNPROCESSED: &str = "dynamodb_unprocessed_items_total";
+/// Uncommitted reservations skipped because they made no progress for
+/// `stuck_after` (a crashed writer), or were this store's own abandoned ones.
+pub const SKIPPED: &str = "dynamodb_reservations_skipped_total";
+/// Chunk shares written again under new keys because another writer
+/// skipped their reservation.
+pub const REWRITES: &str = "dynamodb_rewrites_total";
+/// Commit attempts that had to wait for an earlier reservation.
+pub const COMMIT_WAITS: &str = "dynamodb_commit_waits_total";
+
+fn help(name: &str) -> &'static str {
+    match name {
+        REQUESTS => "DynamoDB HTTP requests sent (every attempt), by operation.",
+        ERRORS => "DynamoDB operations that failed after retries, by operation and error kind.",
+        CONSUMED_RCU => "Read capacity units DynamoDB reported as consumed.",
+        CONSUMED_WCU => "Write capacity units DynamoDB reported as consumed.",
+        ESTIMATED_RCU => {
+            "Read capacity units estimated from item sizes (strongly consistent reads)."
+        }
+        ESTIMATED_WCU => {
+            "Write capacity units estimated from item sizes (block writes counted as updates of the key index)."
+        }
+        ITEMS => "Items or keys sent in batch requests, by operation.",
+        UNPROCESSED => "Items or keys DynamoDB left unprocessed and the store sent again.",
+        SKIPPED => "Uncommitted key reservations skipped as abandoned.",
+        REWRITES => {
+            "Chunk shares written again under new keys after their reservation was skipped."
+        }
+        COMMIT_WAITS => "Commit attempts that waited for an earlier reservation of the chunk.",
+        _ => "DynamoDB store counter.",
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The counters of one store (shared with its interceptor).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    values: Mutex<BTreeMap<(&'static str, Labels), f64>>,
+}
+
+impl Metrics {
+    /// Adds `value` to counter `name` with `labels`.
+    pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
+        let labels: Labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        *values.entry((name, labels)).or_insert(0.0) += value;
+    }
+
+    /// Adds one to counter `name` of operation `op`.
+    pub fn incr(&self, name: &'static str, op: &str) {
+        self.add(name, &[("op", op)], 1.0);
+    }
+
+    /// Records what DynamoDB reported as consumed by `op`.
+    pub fn consumed<'a>(
+        &self,
+        op: &str,
+        write: bool,
+        capacity: impl IntoIterator<Item = &'a ConsumedCapacity>,
+    ) {
+        // A fold from +0.0: `sum()` of no floats is -0.0.
+        let units = capacity
+            .into_iter()
+            .filter_map(ConsumedCapacity::capacity_units)
+            .fold(0.0, |a, b| a + b);
+        self.add(
+            if write { CONSUMED_WCU } else { CONSUMED_RCU },
+            &[("op", op)],
+            units,
+        );
+    }
+
+    /// Records the store's own estimate for `op`.
+    pub fn estimated(&self, op: &str, write: bool, units: f64) {
+        self.add(
+            if write { ESTIMATED_WCU } else { ESTIMATED_RCU },
+            &[("op", op)],
+            units,
+        );
+    }
+
+    /// A snapshot for `/metrics`.
+    pub fn snapshot(&self) -> Vec<StoreCounter> {
+        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        values
+            .iter()
+            .map(|((name, labels), value)| StoreCounter {
+                name,
+                help: help(name),
+                labels: labels.clone(),
+                value: *value,
+            })
+            .collect()
+    }
+
+    /// The sum of counter `name` over all labels (for tests and benches).
+    pub fn total(&self, name: &str) -> f64 {
+        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        values
+            .iter()
+            .filter(|((n, _), _)| *n == name)
+            .fold(0.0, |total, (_, v)| total + v)
+    }
+}
+
+/// The DynamoDB operations this store uses, as `'static` label values.
+const OPERATIONS: &[&str] = &[
+    "BatchGetItem",
+    "BatchWriteItem",
+    "CreateTable",
+    "DeleteItem",
+    "DescribeTable",
+    "GetItem",
+    "PutItem",
+    "Query",
+    "Scan",
+    "TransactWriteItems",
+    "UpdateItem",
+];
+
+/// Counts every HTTP attempt by operation (the JSON protocol names the
+/// operation in the `X-Amz-Target` header), so SDK retries are visible.
+#[derive(Debug)]
+pub struct CountRequests(pub Arc<Metrics>);
+
+impl Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("");
+        let op = target.rsplit('.').next().unwrap_or("");
+        let op = OPERATIONS
+            .iter()
+            .copied()
+            .find(|known| *known == op)
+            .unwrap_or("other");
+        self.0.incr(REQUESTS, op);
+        Ok(())
+    }
+}

@@ -1,0 +1,646 @@
+//! [`PostgresStore`]: the [`BlockStore`] over a deadpool of tokio-postgres
+//! connections.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
+use pg_sql::{
+    ChunkDataBuilder, ChunkRow, Form, KEY_EXHAUSTED_SQLSTATE, Positional, Rows, Sql, Statements,
+    Step, WritePlan, chunk_head, held_rows, player_rows,
+};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
+use world_core::coords::ChunkPos;
+use world_core::store::{
+    ApplyReceipt, Batch, ChunkData, ChunkHead, Key, PlayerRecord, StoreCounter,
+};
+use world_core::{BlockStore, StoreError, StoreResult};
+
+use crate::config::Config;
+use crate::counters::{Counters, Op};
+use crate::error::{OpError, pool_error, postgres_error};
+use crate::pipeline::{self, Reply, StatementFuture};
+use crate::{migrate, tls};
+
+type Param<'r> = &'r (dyn ToSql + Sync);
+
+/// A PostgreSQL / Aurora PostgreSQL world store (see the crate docs).
+pub struct PostgresStore {
+    pool: Pool,
+    sql: Arc<Statements>,
+    counters: Arc<Counters>,
+    closed: AtomicBool,
+    call_timeout: Duration,
+    target: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .field("pool", &self.pool.status())
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// A pooled connection for one operation. Dropped without [`Conn::keep`]
+/// (an error that leaves the session in an unknown state, or a cancelled
+/// call), it is closed instead of going back to the pool.
+struct Conn {
+    object: Option<Object>,
+    keep: bool,
+    reused: bool,
+}
+
+impl Conn {
+    fn client(&self) -> Result<&ClientWrapper, StoreError> {
+        self.object.as_deref().ok_or(StoreError::Closed)
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if !self.keep
+            && let Some(object) = self.object.take()
+        {
+            // Taking it out of the pool and dropping it closes the
+            // socket; the server rolls back whatever was open.
+            drop(Object::take(object));
+        }
+    }
+}
+
+/// Runs `$body` with a pooled connection's client bound to `$client`; on a
+/// lost connection that came from the pool (it may have died while idle:
+/// server restart, failover, `pg_terminate_backend`), retries once on a
+/// fresh one. Every operation is safe to repeat: reads, upserts, and
+/// batches (re-applying a batch is harmless by the trait's contract).
+macro_rules! with_conn {
+    ($self:ident, $context:expr, |$client:ident| $body:block) => {{
+        let context: &str = &$context;
+        let mut attempt = 0u32;
+        loop {
+            let mut conn = $self.checkout(context).await?;
+            let result: Result<_, OpError> = async {
+                let $client = conn.client()?;
+                $body
+            }
+            .await;
+            match result {
+                Ok(value) => {
+                    conn.keep = true;
+                    break Ok(value);
+                }
+                Err(e) => {
+                    conn.keep = e.leaves_connection_usable();
+                    if attempt == 0 && conn.reused && e.is_connection_lost() {
+                        attempt += 1;
+                        tracing::debug!(context, error = %e, "pooled connection was lost; retrying on a new one");
+                        continue;
+                    }
+                    break Err(e.into_store(context));
+                }
+            }
+        }
+    }};
+}
+
+impl PostgresStore {
+    /// Connects, creates or migrates the schema, and opens the pool.
+    ///
+    /// Fails with `Config` for unusable settings (TLS roots, credentials,
+    /// database), `Unavailable` when the server cannot be reached within
+    /// the timeouts, `Corrupt` when the schema is newer than this server.
+    pub async fn open(config: Config) -> StoreResult<PostgresStore> {
+        let target = config.redacted_url();
+        let tls = tls::connector(&config)?;
+        let pg = config.pg_config();
+        let sql = Arc::new(Statements::new(config.schema()));
+        let counters = Arc::new(Counters::default());
+        let context = format!("opening {target}");
+
+        let migration = async {
+            // tokio-postgres' connect timeout covers the TCP connect only; a
+            // server that accepts and never answers is bounded here.
+            let connecting = connect_once(&pg, tls.clone(), &counters);
+            let client = match tokio::time::timeout(config.connect_timeout(), connecting).await {
+                Ok(connected) => {
+                    connected.map_err(|e| postgres_error(&format!("{context}: connecting"), e))?
+                }
+                Err(_) => {
+                    return Err(StoreError::Unavailable {
+                        message: format!(
+                            "{context}: no connection within {:?}",
+                            config.connect_timeout()
+                        ),
+                        source: None,
+                    });
+                }
+            };
+            migrate::migrate(&client, config.schema(), &counters).await
+        };
+        match tokio::time::timeout(config.call_timeout(), migration).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(StoreError::Unavailable {
+                    message: format!("{context}: timed out after {:?}", config.call_timeout()),
+                    source: None,
+                });
+            }
+        }
+
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            Some(tls) => Manager::from_config(pg, tls, manager_config),
+            None => Manager::from_config(pg, NoTls, manager_config),
+        };
+        let hook_sql = sql.clone();
+        let hook_counters = counters.clone();
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size())
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.connect_timeout()))
+            .create_timeout(Some(config.connect_timeout()))
+            .recycle_timeout(Some(config.connect_timeout()))
+            .post_create(Hook::async_fn(move |client: &mut ClientWrapper, _| {
+                let sql = hook_sql.clone();
+                let counters = hook_counters.clone();
+                Box::pin(async move {
+                    counters.connection_opened();
+                    prepare_all(client, &sql, &counters)
+                        .await
+                        .map_err(HookError::Backend)
+                })
+            }))
+            .build()
+            .map_err(|e| {
+                StoreError::other(format!("{context}: building the connection pool"), e)
+            })?;
+        tracing::info!(target = %target, pool_size = config.pool_size(), "PostgreSQL store open");
+        Ok(PostgresStore {
+            pool,
+            sql,
+            counters,
+            closed: AtomicBool::new(false),
+            call_timeout: config.call_timeout(),
+            target,
+        })
+    }
+
+    /// The schema-qualified statements this store runs.
+    pub fn statements(&self) -> &Statements {
+        &self.sql
+    }
+
+    fn ensure_open(&self) -> StoreResult<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(StoreError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn checkout(&self, context: &str) -> StoreResult<Conn> {
+        self.ensure_open()?;
+        let object = self.pool.get().await.map_err(|e| pool_error(context, e))?;
+        let reused = Object::metrics(&object).recycle_count > 0;
+        Ok(Conn {
+            object: Some(object),
+            keep: false,
+            reused,
+        })
+    }
+
+    /// Runs `call` within the call timeout: a call never hangs on a dead
+    /// server or network; its connection is then closed, not reused.
+    async fn bounded<T>(
+        &self,
+        context: &str,
+        call: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        self.ensure_open()?;
+        match tokio::time::timeout(self.call_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable {
+                message: format!("{context}: no answer within {:?}", self.call_timeout),
+                source: None,
+            }),
+        }
+    }
+
+    /// The prepared statement for `sql` (prepared when the connection
+    /// opened; a miss costs, and counts, one round trip).
+    async fn prepared(
+        &self,
+        client: &ClientWrapper,
+        sql: &Positional,
+    ) -> Result<Statement, tokio_postgres::Error> {
+        let before = client.statement_cache.size();
+        let statement = client.prepare_cached(&sql.sql).await?;
+        if client.statement_cache.size() > before {
+            self.counters.round_trip(Op::Prepare, 1);
+        }
+        Ok(statement)
+    }
+
+    async fn query(
+        &self,
+        op: Op,
+        client: &ClientWrapper,
+        sql: &Sql,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>, OpError> {
+        let statement = self.prepared(client, sql.positional()).await?;
+        self.counters.round_trip(op, 1);
+        Ok(client.query(&statement, params).await?)
+    }
+
+    async fn apply_plan(&self, plan: &WritePlan<'_>, context: &str) -> StoreResult<ApplyReceipt> {
+        with_conn!(self, context, |client| {
+            // One entry per statement: a step may run several.
+            let mut steps: Vec<(Step, &Rows<'_>)> = Vec::new();
+            let mut sqls: Vec<&Positional> = Vec::new();
+            for (step, rows) in plan.steps() {
+                for statement in self.sql.step(step) {
+                    steps.push((step, rows));
+                    sqls.push(statement.form(Form::Unnest).positional());
+                }
+            }
+            let mut statements = Vec::with_capacity(steps.len());
+            let mut params = Vec::with_capacity(steps.len());
+            for ((_, rows), sql) in steps.iter().zip(&sqls) {
+                statements.push(self.prepared(client, sql).await?);
+                params.push(bind_rows(sql, rows)?);
+            }
+            let futures: Vec<StatementFuture<'_>> = steps
+                .iter()
+                .zip(statements.iter().zip(&params))
+                .map(|((step, _), (statement, params))| -> StatementFuture<'_> {
+                    let client: &tokio_postgres::Client = client;
+                    if *step == Step::AdvanceHeads {
+                        Box::pin(
+                            async move { client.query(statement, params).await.map(Reply::Rows) },
+                        )
+                    } else {
+                        Box::pin(async move {
+                            client.execute(statement, params).await.map(|_| Reply::Done)
+                        })
+                    }
+                })
+                .collect();
+            self.counters.round_trip(Op::Apply, steps.len() + 2);
+            let outcome = pipeline::transaction(client, futures).await;
+            self.settle(client, plan, &steps, outcome).await
+        })
+    }
+
+    /// Reads the outcome of a batch's transaction: the receipt, or the
+    /// first error that caused the rollback.
+    async fn settle(
+        &self,
+        client: &ClientWrapper,
+        plan: &WritePlan<'_>,
+        steps: &[(Step, &Rows<'_>)],
+        outcome: pipeline::Outcome,
+    ) -> Result<ApplyReceipt, OpError> {
+        let no_reply = || {
+            OpError::Store(StoreError::Other {
+                message: "no reply to a pipelined statement".into(),
+                source: None,
+            })
+        };
+        outcome.begin.ok_or_else(no_reply)??;
+        let mut heads = Vec::new();
+        let mut first_error = None;
+        for ((step, _), answer) in steps.iter().zip(outcome.statements) {
+            match answer.ok_or_else(no_reply)? {
+                Ok(Reply::Rows(rows)) if *step == Step::AdvanceHeads => heads = rows,
+                Ok(_) => {}
+                Err(e) => {
+                    let aborted = e.code().is_some_and(|c| c.code() == "25P02");
+                    if first_error.is_none() && !aborted {
+                        first_error = Some((*step, e));
+                    }
+                }
+            }
+        }
+        // The end of the transaction decides the connection's state: once
+        // it answered, the session is idle whatever happened before.
+        outcome.end.ok_or_else(no_reply)??;
+        if let Some((step, e)) = first_error {
+            if step == Step::AdvanceHeads
+                && e.code().is_some_and(|c| c.code() == KEY_EXHAUSTED_SQLSTATE)
+            {
+                return Err(self.exhausted(client, plan).await.into());
+            }
+            return Err(e.into());
+        }
+        if !outcome.committed {
+            return Err(StoreError::Other {
+                message: "a statement failed before it was sent; the batch was rolled back".into(),
+                source: None,
+            }
+            .into());
+        }
+        let mut returned = Vec::with_capacity(heads.len());
+        for row in &heads {
+            let p: i64 = get(row, 0)?;
+            let q: i64 = get(row, 1)?;
+            let head: i32 = get(row, 2)?;
+            returned.push((p, q, i64::from(head)));
+        }
+        Ok(plan.receipt(&returned)?)
+    }
+
+    /// The `KeyExhausted` error naming the chunk (one more round trip).
+    async fn exhausted(&self, client: &ClientWrapper, plan: &WritePlan<'_>) -> StoreError {
+        let rows = plan.chunk_rows();
+        let sql = self.sql.chunk_heads.form(Form::Unnest);
+        let current = async {
+            let params = bind_rows(sql.positional(), &rows)?;
+            let found = self.query(Op::Apply, client, sql, &params).await?;
+            let mut heads = Vec::with_capacity(found.len());
+            for row in &found {
+                heads.push((
+                    get::<i64>(row, 0)?,
+                    get::<i64>(row, 1)?,
+                    get::<i64>(row, 2)?,
+                ));
+            }
+            Ok::<_, OpError>(heads)
+        }
+        .await
+        .unwrap_or_default();
+        match plan.exhausted_chunk(&current) {
+            Some(chunk) => StoreError::KeyExhausted {
+                p: chunk.p,
+                q: chunk.q,
+            },
+            None => StoreError::Other {
+                message: "key range exhausted in an unknown chunk".into(),
+                source: None,
+            },
+        }
+    }
+}
+
+/// Opens one connection outside the pool (for migrations).
+async fn connect_once(
+    pg: &tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
+    counters: &Counters,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    counters.connection_opened();
+    let client = match tls {
+        Some(tls) => {
+            let (client, connection) = pg.connect(tls).await?;
+            tokio::spawn(drive(connection));
+            client
+        }
+        None => {
+            let (client, connection) = pg.connect(NoTls).await?;
+            tokio::spawn(drive(connection));
+            client
+        }
+    };
+    Ok(client)
+}
+
+async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "migration connection ended");
+    }
+}
+
+/// Prepares every statement on a new connection, pipelined: one round
+/// trip, after which no operation waits for a `PREPARE`.
+async fn prepare_all(
+    client: &ClientWrapper,
+    sql: &Statements,
+    counters: &Counters,
+) -> Result<(), tokio_postgres::Error> {
+    let texts: Vec<&str> = sql
+        .fixed()
+        .into_iter()
+        .map(|s| s.positional().sql.as_str())
+        .chain(
+            sql.row_statements()
+                .into_iter()
+                .map(|r| r.form(Form::Unnest).positional().sql.as_str()),
+        )
+        .collect();
+    counters.round_trip(Op::Prepare, texts.len());
+    futures::future::try_join_all(texts.iter().map(|t| client.prepare_cached(t))).await?;
+    Ok(())
+}
+
+fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
+    row: &'r Row,
+    index: usize,
+) -> Result<T, StoreError> {
+    row.try_get(index)
+        .map_err(|e| StoreError::Corrupt(format!("unexpected value in result column {index}: {e}")))
+}
+
+/// Binds named values in the statement's parameter order.
+fn bind<'r>(sql: &Positional, values: &[(&str, Param<'r>)]) -> Result<Vec<Param<'r>>, StoreError> {
+    sql.params
+        .iter()
+        .map(|name| {
+            values
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| StoreError::Other {
+                    message: format!("no value for statement parameter :{name}"),
+                    source: None,
+                })
+        })
+        .collect()
+}
+
+/// Binds each column of `rows` as one array parameter.
+fn bind_rows<'r>(sql: &Positional, rows: &'r Rows<'_>) -> Result<Vec<Param<'r>>, StoreError> {
+    use pg_sql::ColumnData;
+    sql.params
+        .iter()
+        .map(|name| {
+            let column = rows.column(name).ok_or_else(|| StoreError::Other {
+                message: format!("no column for statement parameter :{name}"),
+                source: None,
+            })?;
+            Ok(match column {
+                ColumnData::Int8(v) => v as Param<'r>,
+                ColumnData::OptInt8(v) => v,
+                ColumnData::Int4(v) => v,
+                ColumnData::Float4(v) => v,
+                ColumnData::Text(v) => v,
+                ColumnData::OptText(v) => v,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl BlockStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn load_chunk(&self, chunk: ChunkPos, since: Key) -> StoreResult<ChunkData> {
+        let context = format!("load_chunk {chunk} since {since}");
+        self.bounded(&context, async {
+            let (p, q) = (i64::from(chunk.p), i64::from(chunk.q));
+            with_conn!(self, context, |client| {
+                let sql = &self.sql.load_chunk;
+                let params = bind(sql.positional(), &[("p", &p), ("q", &q), ("since", &since)])?;
+                let rows = self.query(Op::LoadChunk, client, sql, &params).await?;
+                let mut data = ChunkDataBuilder::with_capacity(rows.len());
+                for row in &rows {
+                    data.push(ChunkRow {
+                        kind: get(row, 0)?,
+                        x: get(row, 1)?,
+                        y: get(row, 2)?,
+                        z: get(row, 3)?,
+                        w: get(row, 4)?,
+                        n: get(row, 5)?,
+                        text: get(row, 6)?,
+                    })?;
+                }
+                Ok(data.finish())
+            })
+        })
+        .await
+    }
+
+    async fn apply(&self, batch: &Batch) -> StoreResult<ApplyReceipt> {
+        self.ensure_open()?;
+        batch.validate()?;
+        let plan = WritePlan::new(batch);
+        if plan.is_empty() {
+            return Ok(ApplyReceipt::default());
+        }
+        let context = format!(
+            "apply ({} changes in {} chunks)",
+            batch.len(),
+            plan.advances().len()
+        );
+        self.bounded(&context, self.apply_plan(&plan, &context))
+            .await
+    }
+
+    async fn changed_chunks(&self, held: &[ChunkHead]) -> StoreResult<Vec<ChunkHead>> {
+        self.ensure_open()?;
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let context = format!("changed_chunks ({} chunks)", held.len());
+        let rows = held_rows(held);
+        self.bounded(&context, async {
+            with_conn!(self, context, |client| {
+                let sql = self.sql.changed_chunks.form(Form::Unnest);
+                let params = bind_rows(sql.positional(), &rows)?;
+                let found = self.query(Op::ChangedChunks, client, sql, &params).await?;
+                let mut out = Vec::with_capacity(found.len());
+                for row in &found {
+                    out.push(chunk_head(get(row, 0)?, get(row, 1)?, get(row, 2)?)?);
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn list_chunks(&self) -> StoreResult<Vec<ChunkHead>> {
+        let context = "list_chunks";
+        self.bounded(context, async {
+            with_conn!(self, context, |client| {
+                let found = self
+                    .query(Op::ListChunks, client, &self.sql.list_chunks, &[])
+                    .await?;
+                let mut out = Vec::with_capacity(found.len());
+                for row in &found {
+                    out.push(chunk_head(get(row, 0)?, get(row, 1)?, get(row, 2)?)?);
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn load_player(&self, name: &str) -> StoreResult<Option<PlayerRecord>> {
+        let context = "load_player";
+        self.bounded(context, async {
+            with_conn!(self, context, |client| {
+                let sql = &self.sql.load_player;
+                let params = bind(sql.positional(), &[("name", &name)])?;
+                let found = self.query(Op::LoadPlayer, client, sql, &params).await?;
+                let Some(row) = found.first() else {
+                    return Ok(None);
+                };
+                Ok(Some(PlayerRecord {
+                    name: name.to_owned(),
+                    x: get(row, 0)?,
+                    y: get(row, 1)?,
+                    z: get(row, 2)?,
+                    rx: get(row, 3)?,
+                    ry: get(row, 4)?,
+                    time_ms: get(row, 5)?,
+                }))
+            })
+        })
+        .await
+    }
+
+    async fn save_players(&self, players: &[PlayerRecord]) -> StoreResult<()> {
+        self.ensure_open()?;
+        if players.is_empty() {
+            return Ok(());
+        }
+        let context = format!("save_players ({} players)", players.len());
+        let rows = player_rows(players);
+        self.bounded(&context, async {
+            with_conn!(self, context, |client| {
+                let sql = self.sql.save_players.form(Form::Unnest);
+                let params = bind_rows(sql.positional(), &rows)?;
+                let statement = self.prepared(client, sql.positional()).await?;
+                self.counters.round_trip(Op::SavePlayers, 1);
+                client.execute(&statement, &params).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    fn counters(&self) -> Vec<StoreCounter> {
+        self.counters.snapshot()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let context = "ping";
+        self.bounded(context, async {
+            with_conn!(self, context, |client| {
+                self.query(Op::Ping, client, &self.sql.ping, &[]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.pool.close();
+            tracing::info!(target = %self.target, "PostgreSQL store closed");
+        }
+        Ok(())
+    }
+}

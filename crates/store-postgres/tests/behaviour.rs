@@ -1,0 +1,408 @@
+//! Behaviour beyond the conformance suite: round trips, key exhaustion,
+//! migrations under concurrency, two stores on one database, error mapping.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use store_postgres::{Config, PostgresStore};
+use world_core::coords::ChunkPos;
+use world_core::store::{Batch, ChangeMeta, ChunkHead, Key, MAX_KEY};
+use world_core::{BlockPos, BlockStore, StoreError};
+
+fn meta() -> ChangeMeta {
+    ChangeMeta {
+        user: Some(Arc::from("tester")),
+        time_ms: Some(1_764_000_000_000),
+    }
+}
+
+fn requests(store: &dyn BlockStore, op: &str) -> f64 {
+    common::counter(store, "store_requests_total", op)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_is_one_round_trip() {
+    let Some(test) = common::fresh("trips").await else {
+        return;
+    };
+    let store: &dyn BlockStore = &test;
+    let chunk = ChunkPos::new(1, 1);
+    let mut batch = Batch::new();
+    for i in 0..500 {
+        batch.set_block(chunk, BlockPos::new(32 + i % 32, 1 + i / 32, 40), 3, meta());
+    }
+    batch.set_light(chunk, BlockPos::new(32, 1, 40), 7, meta());
+    batch.set_sign(chunk, BlockPos::new(33, 1, 40), 0, "one", meta());
+    batch.set_sign(chunk, BlockPos::new(33, 1, 40), 1, "", meta());
+    batch.clear_decor(chunk, BlockPos::new(34, 1, 40));
+
+    let before = requests(store, "apply");
+    store.apply(&batch).await.expect("apply");
+    assert_eq!(
+        requests(store, "apply") - before,
+        1.0,
+        "a batch is one round trip"
+    );
+    let statements = common::counter(store, "store_statements_total", "apply");
+    assert!(
+        statements >= 8.0,
+        "BEGIN, 6+ statements and COMMIT were pipelined: {statements}"
+    );
+
+    let before = requests(store, "load_chunk");
+    let data = store.load_chunk(chunk, 0).await.expect("load");
+    assert_eq!(data.blocks.len(), 500);
+    assert_eq!(requests(store, "load_chunk") - before, 1.0);
+
+    let held: Vec<ChunkHead> = (0..2000)
+        .map(|i| ChunkHead {
+            chunk: ChunkPos::new(i, -i),
+            head: 0,
+        })
+        .collect();
+    let before = requests(store, "changed_chunks");
+    store.changed_chunks(&held).await.expect("changed_chunks");
+    assert_eq!(requests(store, "changed_chunks") - before, 1.0);
+
+    // Connections prepared their statements once, in one round trip each.
+    let prepares = requests(store, "prepare");
+    let connections = store
+        .counters()
+        .iter()
+        .find(|c| c.name == "store_connections_opened_total")
+        .map_or(0.0, |c| c.value);
+    assert!(
+        prepares >= 1.0 && prepares <= connections,
+        "{prepares} prepares for {connections} connections"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_passing_the_largest_key_fails_the_batch() {
+    let Some(test) = common::fresh("exhaust").await else {
+        return;
+    };
+    let store: &dyn BlockStore = &test;
+    let full = ChunkPos::new(3, -4);
+    let other = ChunkPos::new(2, -4);
+    let mut batch = Batch::new();
+    batch.set_block(full, BlockPos::new(96, 5, -128), 1, meta());
+    store.apply(&batch).await.expect("first write");
+    let admin = common::admin(&test.url).await;
+    admin
+        .execute(
+            &format!(
+                "UPDATE \"{}\".chunk SET key = $1 WHERE p = 3 AND q = -4",
+                test.schema
+            ),
+            &[&(MAX_KEY - 1)],
+        )
+        .await
+        .expect("move the head near the end");
+
+    let mut two = Batch::new();
+    two.set_block(other, BlockPos::new(64, 5, -128), 2, meta());
+    two.set_block(full, BlockPos::new(97, 5, -128), 2, meta());
+    two.set_block(full, BlockPos::new(98, 5, -128), 2, meta());
+    match store.apply(&two).await {
+        Err(StoreError::KeyExhausted { p: 3, q: -4 }) => {}
+        other => panic!("expected KeyExhausted for (3, -4), got {other:?}"),
+    }
+    // Nothing of the failed batch was kept, in any chunk.
+    assert_eq!(store.load_chunk(other, 0).await.expect("load").head, 0);
+    let data = store.load_chunk(full, 0).await.expect("load");
+    assert_eq!(data.blocks.len(), 1);
+    assert_eq!(data.head, MAX_KEY - 1);
+
+    // One more key still fits; then even a light cannot advance the head.
+    let mut one = Batch::new();
+    one.set_block(full, BlockPos::new(97, 5, -128), 2, meta());
+    let receipt = store.apply(&one).await.expect("the last key");
+    assert_eq!(receipt.chunks[0].after, MAX_KEY);
+    let mut light = Batch::new();
+    light.set_light(full, BlockPos::new(97, 5, -128), 3, meta());
+    assert!(matches!(
+        store.apply(&light).await,
+        Err(StoreError::KeyExhausted { p: 3, q: -4 })
+    ));
+    // The store is still usable.
+    store.ping().await.expect("ping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_opens_of_an_empty_schema_all_succeed() {
+    let Some(url) = common::url() else {
+        return;
+    };
+    let schema = common::unique("migrate");
+    let config = common::builder(&url, &schema)
+        .pool_size(1usize)
+        .build()
+        .expect("config");
+    let opens =
+        futures::future::join_all((0..6).map(|_| PostgresStore::open(config.clone()))).await;
+    let stores: Vec<PostgresStore> = opens
+        .into_iter()
+        .map(|r| r.expect("concurrent open"))
+        .collect();
+
+    let admin = common::admin(&url).await;
+    let rows = admin
+        .query(
+            &format!(
+                "SELECT version, applied_at FROM \"{schema}\".schema_migrations ORDER BY version"
+            ),
+            &[],
+        )
+        .await
+        .expect("migrations table");
+    let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    let expected: Vec<i32> = (1..=pg_sql::LATEST_VERSION).collect();
+    assert_eq!(versions, expected, "each migration recorded once");
+    let applied_at: Vec<std::time::SystemTime> = rows.iter().map(|r| r.get(1)).collect();
+
+    // Every store works on the shared schema.
+    let mut batch = Batch::new();
+    batch.set_block(ChunkPos::new(0, 0), BlockPos::new(1, 1, 1), 1, meta());
+    for store in &stores {
+        store.apply(&batch).await.expect("apply");
+    }
+    assert_eq!(
+        stores[0]
+            .load_chunk(ChunkPos::new(0, 0), 0)
+            .await
+            .expect("load")
+            .head,
+        6
+    );
+
+    // Reopening a migrated schema changes nothing.
+    let again = PostgresStore::open(config.clone()).await.expect("reopen");
+    let rows = admin
+        .query(
+            &format!("SELECT applied_at FROM \"{schema}\".schema_migrations ORDER BY version"),
+            &[],
+        )
+        .await
+        .expect("migrations table");
+    let after: Vec<std::time::SystemTime> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(after, applied_at, "reopening re-ran a migration");
+    assert_eq!(
+        again
+            .load_chunk(ChunkPos::new(0, 0), 0)
+            .await
+            .expect("load")
+            .blocks
+            .len(),
+        1
+    );
+
+    // A schema migrated by a newer server is refused, not damaged.
+    admin
+        .execute(
+            &format!(
+                "INSERT INTO \"{schema}\".schema_migrations (version, name) VALUES (999, 'future')"
+            ),
+            &[],
+        )
+        .await
+        .expect("future version");
+    match PostgresStore::open(config).await {
+        Err(StoreError::Corrupt(message)) => assert!(message.contains("999"), "{message}"),
+        other => panic!("expected Corrupt for a newer schema, got {other:?}"),
+    }
+    for store in stores {
+        store.close().await.expect("close");
+    }
+    common::drop_schema(&url, &schema);
+}
+
+/// Two stores (two pools, as two servers) on one database: every write to
+/// distinct blocks is kept, a contested block ends with the last committed
+/// value, and keys are never shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_share_one_schema() {
+    let Some(first) = common::fresh("shared").await else {
+        return;
+    };
+    let config = common::builder(&first.url, &first.schema)
+        .build()
+        .expect("config");
+    let second = PostgresStore::open(config).await.expect("second store");
+    let stores: [&dyn BlockStore; 2] = [&first, &second];
+    let chunks = [
+        ChunkPos::new(0, 0),
+        ChunkPos::new(1, 0),
+        ChunkPos::new(0, 1),
+    ];
+    let contested = BlockPos::new(5, 100, 5);
+
+    let rounds = 25;
+    let mut tasks = Vec::new();
+    for (s, store) in stores.into_iter().enumerate() {
+        tasks.push(async move {
+            let mut receipts = Vec::new();
+            for round in 0..rounds {
+                let mut batch = Batch::new();
+                // Own blocks in every chunk (ascending and descending chunk
+                // order across the two stores would deadlock without the
+                // sorted locking).
+                for chunk in chunks {
+                    for i in 0..10 {
+                        let pos = BlockPos::new(
+                            chunk.p * 32 + i,
+                            1 + round,
+                            chunk.q * 32 + 10 + s as i32,
+                        );
+                        batch.set_block(chunk, pos, 1 + s as i32, meta());
+                    }
+                }
+                let value = 1000 * (s as i32 + 1) + round;
+                batch.set_block(chunks[0], contested, value % 200, meta());
+                let receipt = store.apply(&batch).await.expect("concurrent apply");
+                receipts.push((receipt, value % 200));
+            }
+            receipts
+        });
+    }
+    let results = futures::future::join_all(tasks).await;
+
+    // Keys: per chunk, the ranges of all batches are disjoint.
+    for chunk in chunks {
+        let mut ranges: Vec<(Key, Key)> = results
+            .iter()
+            .flatten()
+            .filter_map(|(r, _)| {
+                r.chunks
+                    .iter()
+                    .find(|a| a.chunk == chunk)
+                    .map(|a| (a.before, a.after))
+            })
+            .collect();
+        ranges.sort_unstable();
+        assert_eq!(ranges.len(), 2 * rounds as usize);
+        for pair in ranges.windows(2) {
+            assert!(
+                pair[1].0 >= pair[0].1,
+                "overlapping key ranges in {chunk}: {pair:?}"
+            );
+        }
+        let data = first.load_chunk(chunk, 0).await.expect("load");
+        let keys: BTreeSet<Key> = data.blocks.iter().map(|b| b.key).collect();
+        assert_eq!(keys.len(), data.blocks.len(), "a key was shared in {chunk}");
+        let own = data.blocks.iter().filter(|b| b.pos != contested).count();
+        assert_eq!(own, 2 * rounds as usize * 10, "lost writes in {chunk}");
+        assert_eq!(data.head, ranges.last().map_or(0, |r| r.1));
+    }
+    // The contested block holds the value of the batch that committed last,
+    // i.e. the one with the greatest head in chunk 0.
+    let last = results
+        .iter()
+        .flatten()
+        .max_by_key(|(r, _)| {
+            r.chunks
+                .iter()
+                .find(|a| a.chunk == chunks[0])
+                .map(|a| a.after)
+        })
+        .map(|(_, v)| *v);
+    let data = second.load_chunk(chunks[0], 0).await.expect("load");
+    let stored: BTreeMap<BlockPos, i32> = data.blocks.iter().map(|b| (b.pos, b.w)).collect();
+    assert_eq!(stored.get(&contested).copied(), last);
+    second.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_errors_are_config_errors() {
+    let Some(url) = common::url() else {
+        return;
+    };
+    // An unknown database.
+    let config = Config::builder()
+        .url(&url)
+        .dbname("craft_no_such_database")
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("config");
+    match PostgresStore::open(config).await {
+        Err(StoreError::Config(message)) => assert!(message.contains("3D000"), "{message}"),
+        other => panic!("expected Config for an unknown database, got {other:?}"),
+    }
+
+    // A table dropped under a running store.
+    let Some(test) = common::fresh("dropped").await else {
+        return;
+    };
+    let admin = common::admin(&test.url).await;
+    admin
+        .batch_execute(&format!("DROP TABLE \"{}\".block", test.schema))
+        .await
+        .expect("drop table");
+    match test.load_chunk(ChunkPos::new(0, 0), 0).await {
+        Err(StoreError::Config(message)) => {
+            assert!(
+                message.contains("load_chunk (0, 0)") && message.contains("42P01"),
+                "{message}"
+            )
+        }
+        other => panic!("expected Config for a missing table, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_batches_change_nothing_and_keep_the_store_usable() {
+    let Some(test) = common::fresh("invalid").await else {
+        return;
+    };
+    let chunk = ChunkPos::new(0, 0);
+    let mut bad = Batch::new();
+    bad.set_block(chunk, BlockPos::new(1, 1, 1), 300, meta());
+    assert!(matches!(
+        test.apply(&bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+    // A time the database cannot represent fails in the database: the
+    // batch is rolled back and reported as invalid data.
+    let mut far = Batch::new();
+    far.set_block(
+        chunk,
+        BlockPos::new(1, 1, 1),
+        1,
+        ChangeMeta {
+            user: None,
+            time_ms: Some(i64::MAX),
+        },
+    );
+    match test.apply(&far).await {
+        Err(StoreError::Invalid(message)) => assert!(message.contains("SQLSTATE 22"), "{message}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    let data = test.load_chunk(chunk, 0).await.expect("load");
+    assert!(data.is_empty() && data.head == 0, "{data:?}");
+    let mut good = Batch::new();
+    good.set_block(chunk, BlockPos::new(1, 1, 1), 1, meta());
+    test.apply(&good).await.expect("apply after failures");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_stays_out_of_debug_output() {
+    let Some(url) = common::url() else {
+        return;
+    };
+    // The test server trusts local connections, so any password works.
+    let secret = "pg-secret-do-not-print";
+    let schema = common::unique("secret");
+    let config = common::builder(&url, &schema)
+        .password(secret)
+        .build()
+        .expect("config");
+    assert!(!format!("{config:?}").contains(secret));
+    let store = PostgresStore::open(config).await.expect("open");
+    let text = format!("{store:?}");
+    assert!(!text.contains(secret), "{text}");
+    assert!(text.contains(":***@"), "{text}");
+    store.close().await.expect("close");
+    common::drop_schema(&url, &schema);
+}

@@ -1,0 +1,5 @@
+//! The BlockStore conformance suite against PostgreSQL, a schema per test.
+
+mod common;
+
+world_core::conformance_tests!(common::fresh_dyn);

@@ -1,0 +1,741 @@
+//! The conformance suite every [`BlockStore`] backend runs.
+//!
+//! Each check is a plain async function taking `&dyn BlockStore` that
+//! panics on a violation of the trait's contract. Give each check a fresh,
+//! empty store. Backends run them all with [`conformance_tests!`]:
+//!
+//! ```ignore
+//! async fn fresh() -> Option<std::sync::Arc<dyn world_core::BlockStore>> { /* ... */ }
+//! world_core::conformance_tests!(fresh);
+//! ```
+//!
+//! `fresh` returns `None` when the backend's test service is not configured;
+//! use [`test_service`] to read its address so that the test command (which
+//! sets `CRAFT_TEST_REQUIRE_SERVICES=1`) fails instead of skipping.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::coords::{BlockPos, ChunkPos};
+use crate::store::{
+    ApplyReceipt, Batch, BlockStore, ChangeMeta, ChunkData, ChunkHead, Key, MAX_KEY, PlayerRecord,
+    StoreError,
+};
+
+/// Reads the address of a backend's test service from environment variable
+/// `var`. When it is missing the test is skipped (`None`), unless
+/// `CRAFT_TEST_REQUIRE_SERVICES` is set, in which case it panics: the test
+/// command must never skip a backend silently.
+pub fn test_service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var_os("CRAFT_TEST_REQUIRE_SERVICES").is_some() => {
+            panic!(
+                "{var} is not set but CRAFT_TEST_REQUIRE_SERVICES is: start the services with scripts/test.sh"
+            )
+        }
+        _ => {
+            eprintln!("skipping: {var} is not set (scripts/test.sh sets it)");
+            None
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance check. The argument is an
+/// async function returning `Option<S>` where `&*S` coerces to
+/// `&dyn BlockStore` (`Arc<dyn BlockStore>`, `Box<_>`, ...); `None` skips.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@each $fresh;
+            empty_chunk,
+            round_trip,
+            keys_grow_on_insert,
+            keys_grow_on_update,
+            incremental_sync,
+            lights_and_signs_advance_the_head,
+            changed_chunks_reports_only_newer,
+            clear_removes_signs_and_zeroes_the_light,
+            signs_replace_and_delete,
+            sign_text_round_trips,
+            far_and_negative_coordinates,
+            large_chunk,
+            failed_batch_leaves_nothing,
+            reapplying_a_batch_is_harmless,
+            concurrent_batches_never_share_keys,
+            list_chunks_lists_written_chunks,
+            players_round_trip,
+            ping_answers,
+            close_is_final,
+        );
+    };
+    (@each $fresh:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                match $fresh().await {
+                    Some(store) => $crate::conformance::$check(&*store).await,
+                    None => eprintln!("skipped {}", stringify!($check)),
+                }
+            }
+        )*
+    };
+}
+
+fn meta() -> ChangeMeta {
+    ChangeMeta {
+        user: Some(Arc::from("conformance")),
+        time_ms: Some(1_764_000_000_000),
+    }
+}
+
+async fn apply(store: &dyn BlockStore, batch: &Batch) -> ApplyReceipt {
+    match store.apply(batch).await {
+        Ok(receipt) => receipt,
+        Err(e) => panic!("{} apply failed: {e}", store.backend()),
+    }
+}
+
+async fn load(store: &dyn BlockStore, chunk: ChunkPos, since: Key) -> ChunkData {
+    let data = match store.load_chunk(chunk, since).await {
+        Ok(data) => data,
+        Err(e) => panic!("{} load_chunk{chunk} failed: {e}", store.backend()),
+    };
+    let positions: BTreeSet<BlockPos> = data.blocks.iter().map(|b| b.pos).collect();
+    assert_eq!(
+        positions.len(),
+        data.blocks.len(),
+        "load_chunk{chunk} returned a position twice"
+    );
+    for b in &data.blocks {
+        assert!(
+            b.key > since,
+            "load_chunk{chunk} since {since} returned key {}",
+            b.key
+        );
+        assert!((1..=MAX_KEY).contains(&b.key), "key {} out of range", b.key);
+    }
+    data
+}
+
+fn blocks(data: &ChunkData) -> BTreeMap<BlockPos, i32> {
+    data.blocks.iter().map(|b| (b.pos, b.w)).collect()
+}
+
+fn lights(data: &ChunkData) -> BTreeMap<BlockPos, i32> {
+    data.lights.iter().map(|l| (l.pos, l.w)).collect()
+}
+
+fn signs(data: &ChunkData) -> BTreeMap<(BlockPos, i32), String> {
+    data.signs
+        .iter()
+        .map(|s| ((s.pos, s.face), s.text.clone()))
+        .collect()
+}
+
+fn advance(receipt: &ApplyReceipt, chunk: ChunkPos) -> (Key, Key) {
+    let found = receipt.chunks.iter().find(|a| a.chunk == chunk);
+    let a = found.unwrap_or_else(|| panic!("receipt {receipt:?} lacks chunk {chunk}"));
+    assert!(a.after > a.before, "head of {chunk} did not grow: {a:?}");
+    assert!(a.after <= MAX_KEY);
+    (a.before, a.after)
+}
+
+/// Adds block `w` at `pos` with its neighbour mirrors, as the server does.
+fn place(batch: &mut Batch, pos: BlockPos, w: i32) {
+    batch.set_block(pos.chunk(), pos, w, meta());
+    for neighbour in pos.mirror_chunks() {
+        batch.set_block(neighbour, pos, -w, meta());
+    }
+}
+
+/// A chunk nobody wrote is empty, has head 0 and is never reported changed.
+pub async fn empty_chunk(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(3, 4);
+    let data = load(store, chunk, 0).await;
+    assert!(data.is_empty(), "fresh store returned {data:?}");
+    assert_eq!(data.head, 0);
+    let changed = store.changed_chunks(&[ChunkHead { chunk, head: 0 }]).await;
+    assert_eq!(changed.expect("changed_chunks"), vec![]);
+    assert_eq!(
+        store.load_player("nobody").await.expect("load_player"),
+        None
+    );
+}
+
+/// Blocks (with mirrors), lights and signs come back exactly as written.
+pub async fn round_trip(store: &dyn BlockStore) {
+    let origin = ChunkPos::new(0, 0);
+    let inner = BlockPos::new(1, 10, 1);
+    let corner = BlockPos::new(31, 12, 31);
+    let mut batch = Batch::new();
+    place(&mut batch, inner, 5);
+    place(&mut batch, corner, 3);
+    batch.set_light(origin, inner, 15, meta());
+    batch.set_sign(origin, inner, 0, "hello", meta());
+    batch.set_sign(origin, inner, 3, "world", meta());
+    let receipt = apply(store, &batch).await;
+    let touched: Vec<ChunkPos> = receipt.chunks.iter().map(|a| a.chunk).collect();
+    let expected: Vec<ChunkPos> = [(0, 0), (0, 1), (1, 0), (1, 1)]
+        .map(|(p, q)| ChunkPos::new(p, q))
+        .into();
+    assert_eq!(
+        touched, expected,
+        "receipt must list every touched chunk, in order"
+    );
+    for a in &receipt.chunks {
+        assert_eq!(a.before, 0, "fresh chunk {} had head {}", a.chunk, a.before);
+    }
+
+    let data = load(store, origin, 0).await;
+    assert_eq!(blocks(&data), BTreeMap::from([(inner, 5), (corner, 3)]));
+    assert_eq!(lights(&data), BTreeMap::from([(inner, 15)]));
+    assert_eq!(
+        signs(&data),
+        BTreeMap::from([
+            ((inner, 0), "hello".to_owned()),
+            ((inner, 3), "world".to_owned())
+        ])
+    );
+    assert_eq!(
+        data.head,
+        advance(&receipt, origin).1,
+        "head must match the receipt"
+    );
+    for b in &data.blocks {
+        assert!(b.key <= data.head);
+    }
+    for (p, q) in [(0, 1), (1, 0), (1, 1)] {
+        let data = load(store, ChunkPos::new(p, q), 0).await;
+        assert_eq!(
+            blocks(&data),
+            BTreeMap::from([(corner, -3)]),
+            "mirror in ({p}, {q})"
+        );
+        assert!(data.lights.is_empty() && data.signs.is_empty());
+    }
+}
+
+/// Every insert gets a key above all earlier keys of its chunk.
+pub async fn keys_grow_on_insert(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(-2, 5);
+    let mut last_head = 0;
+    let mut last_key = 0;
+    for i in 0..5 {
+        let mut batch = Batch::new();
+        let pos = BlockPos::new(-60 + i, 20, 170);
+        batch.set_block(chunk, pos, 1 + i, meta());
+        let receipt = apply(store, &batch).await;
+        let (before, after) = advance(&receipt, chunk);
+        assert!(
+            before >= last_head,
+            "head went back from {last_head} to {before}"
+        );
+        let data = load(store, chunk, last_key).await;
+        assert_eq!(
+            blocks(&data),
+            BTreeMap::from([(pos, 1 + i)]),
+            "since {last_key}"
+        );
+        let key = data.blocks[0].key;
+        assert!(
+            key > last_key && key > before && key <= after,
+            "key {key} not in ({before}, {after}]"
+        );
+        last_key = key;
+        last_head = after;
+    }
+}
+
+/// Updating an existing block gives it a new, greater key (the seed's bug
+/// was keeping the old one, so clients never saw the change).
+pub async fn keys_grow_on_update(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(4, -3);
+    let a = BlockPos::new(130, 30, -90);
+    let b = BlockPos::new(131, 30, -90);
+    let mut batch = Batch::new();
+    batch.set_block(chunk, a, 7, meta());
+    apply(store, &batch).await;
+    let mut batch = Batch::new();
+    batch.set_block(chunk, b, 8, meta());
+    apply(store, &batch).await;
+    let before = load(store, chunk, 0).await;
+    let key_b = before
+        .blocks
+        .iter()
+        .find(|x| x.pos == b)
+        .map(|x| x.key)
+        .expect("b stored");
+    let mut batch = Batch::new();
+    batch.set_block(chunk, a, 0, meta());
+    apply(store, &batch).await;
+    let newer = load(store, chunk, key_b).await;
+    assert_eq!(
+        blocks(&newer),
+        BTreeMap::from([(a, 0)]),
+        "the update must be newer than b"
+    );
+    let all = load(store, chunk, 0).await;
+    assert_eq!(blocks(&all), BTreeMap::from([(a, 0), (b, 8)]));
+}
+
+/// Asking since the head returns no blocks, but lights and signs in full.
+pub async fn incremental_sync(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(10, 10);
+    let pos = BlockPos::new(330, 40, 330);
+    let mut batch = Batch::new();
+    for i in 0..10 {
+        batch.set_block(chunk, BlockPos::new(320 + i, 40, 321), 3, meta());
+    }
+    batch.set_block(chunk, pos, 4, meta());
+    batch.set_light(chunk, pos, 9, meta());
+    batch.set_sign(chunk, pos, 1, "sign", meta());
+    let receipt = apply(store, &batch).await;
+    let head = advance(&receipt, chunk).1;
+    let data = load(store, chunk, head).await;
+    assert!(data.blocks.is_empty(), "nothing is newer than the head");
+    assert_eq!(lights(&data), BTreeMap::from([(pos, 9)]));
+    assert_eq!(
+        signs(&data),
+        BTreeMap::from([((pos, 1), "sign".to_owned())])
+    );
+    assert_eq!(data.head, head);
+
+    let mut batch = Batch::new();
+    batch.set_block(chunk, BlockPos::new(325, 41, 321), 6, meta());
+    apply(store, &batch).await;
+    let data = load(store, chunk, head).await;
+    assert_eq!(
+        blocks(&data),
+        BTreeMap::from([(BlockPos::new(325, 41, 321), 6)])
+    );
+    assert_eq!(load(store, chunk, 0).await.blocks.len(), 12);
+}
+
+/// Light and sign writes (and deletions) advance the chunk's head.
+pub async fn lights_and_signs_advance_the_head(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(-7, -7);
+    let pos = BlockPos::new(-220, 25, -220);
+    let mut batch = Batch::new();
+    batch.set_block(chunk, pos, 3, meta());
+    let mut head = advance(&apply(store, &batch).await, chunk).1;
+    let steps: [fn(&mut Batch, ChunkPos, BlockPos); 4] = [
+        |b, c, p| b.set_light(c, p, 12, meta()),
+        |b, c, p| b.set_sign(c, p, 2, "note", meta()),
+        |b, c, p| b.set_sign(c, p, 2, "", meta()),
+        |b, c, p| b.clear_decor(c, p),
+    ];
+    for step in steps {
+        let mut batch = Batch::new();
+        step(&mut batch, chunk, pos);
+        let (before, after) = advance(&apply(store, &batch).await, chunk);
+        assert!(
+            before >= head && after > head,
+            "head did not move past {head}: ({before}, {after})"
+        );
+        let changed = store
+            .changed_chunks(&[ChunkHead { chunk, head }])
+            .await
+            .expect("changed_chunks");
+        assert_eq!(changed, vec![ChunkHead { chunk, head: after }]);
+        head = after;
+    }
+}
+
+/// `changed_chunks` reports exactly the chunks whose head passed the key held.
+pub async fn changed_chunks_reports_only_newer(store: &dyn BlockStore) {
+    let a = ChunkPos::new(100, -100);
+    let b = ChunkPos::new(-100, 100);
+    let never = ChunkPos::new(5000, 5000);
+    let mut batch = Batch::new();
+    batch.set_block(a, BlockPos::new(3200, 5, -3200), 1, meta());
+    batch.set_block(b, BlockPos::new(-3200, 5, 3200), 1, meta());
+    let receipt = apply(store, &batch).await;
+    let head_a = advance(&receipt, a).1;
+    let head_b = advance(&receipt, b).1;
+    let held = [
+        ChunkHead {
+            chunk: a,
+            head: head_a,
+        },
+        ChunkHead {
+            chunk: b,
+            head: head_b,
+        },
+        ChunkHead {
+            chunk: never,
+            head: 0,
+        },
+    ];
+    assert_eq!(
+        store.changed_chunks(&held).await.expect("changed_chunks"),
+        vec![]
+    );
+    let stale = [
+        ChunkHead { chunk: a, head: 0 },
+        ChunkHead {
+            chunk: b,
+            head: head_b,
+        },
+    ];
+    let changed = store.changed_chunks(&stale).await.expect("changed_chunks");
+    assert_eq!(
+        changed,
+        vec![ChunkHead {
+            chunk: a,
+            head: head_a
+        }]
+    );
+
+    let mut batch = Batch::new();
+    batch.set_block(b, BlockPos::new(-3199, 5, 3200), 2, meta());
+    let new_b = advance(&apply(store, &batch).await, b).1;
+    let changed = store.changed_chunks(&held).await.expect("changed_chunks");
+    assert_eq!(
+        changed,
+        vec![ChunkHead {
+            chunk: b,
+            head: new_b
+        }]
+    );
+    assert_eq!(
+        store.changed_chunks(&[]).await.expect("changed_chunks"),
+        vec![]
+    );
+}
+
+/// Removing a block deletes its signs and sets its light to 0 (the light row
+/// stays, as in the original server), leaving other blocks alone.
+pub async fn clear_removes_signs_and_zeroes_the_light(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(0, 0);
+    let pos = BlockPos::new(8, 20, 8);
+    let other = BlockPos::new(9, 20, 8);
+    let mut batch = Batch::new();
+    for p in [pos, other] {
+        batch.set_block(chunk, p, 3, meta());
+        batch.set_light(chunk, p, 15, meta());
+        batch.set_sign(chunk, p, 0, "zero", meta());
+        batch.set_sign(chunk, p, 4, "four", meta());
+    }
+    apply(store, &batch).await;
+    let mut batch = Batch::new();
+    batch.set_block(chunk, pos, 0, meta());
+    batch.clear_decor(chunk, pos);
+    apply(store, &batch).await;
+    let data = load(store, chunk, 0).await;
+    assert_eq!(blocks(&data), BTreeMap::from([(pos, 0), (other, 3)]));
+    assert_eq!(lights(&data), BTreeMap::from([(pos, 0), (other, 15)]));
+    assert_eq!(
+        signs(&data),
+        BTreeMap::from([
+            ((other, 0), "zero".to_owned()),
+            ((other, 4), "four".to_owned())
+        ])
+    );
+
+    // A sign written after the clear in the same batch survives it.
+    let mut batch = Batch::new();
+    batch.set_sign(chunk, other, 1, "gone", meta());
+    batch.clear_decor(chunk, other);
+    batch.set_sign(chunk, other, 2, "kept", meta());
+    apply(store, &batch).await;
+    let data = load(store, chunk, 0).await;
+    assert_eq!(
+        signs(&data),
+        BTreeMap::from([((other, 2), "kept".to_owned())])
+    );
+    assert_eq!(lights(&data), BTreeMap::from([(pos, 0), (other, 0)]));
+}
+
+/// A face holds one text; writing replaces it, empty text deletes it.
+pub async fn signs_replace_and_delete(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(1, 1);
+    let pos = BlockPos::new(40, 30, 40);
+    for text in ["first", "second"] {
+        let mut batch = Batch::new();
+        batch.set_sign(chunk, pos, 5, text, meta());
+        apply(store, &batch).await;
+    }
+    let data = load(store, chunk, 0).await;
+    assert_eq!(
+        signs(&data),
+        BTreeMap::from([((pos, 5), "second".to_owned())])
+    );
+    let mut batch = Batch::new();
+    batch.set_sign(chunk, pos, 5, "", meta());
+    apply(store, &batch).await;
+    assert!(load(store, chunk, 0).await.signs.is_empty());
+    // Deleting what does not exist is fine.
+    apply(store, &batch).await;
+}
+
+/// Sign text survives byte for byte: commas, quotes, SQL, non-ASCII.
+pub async fn sign_text_round_trips(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(-1, 2);
+    let texts = [
+        "hello, with, commas",
+        "\"double\" and 'single' quotes",
+        "'); DROP TABLE block; --",
+        "100% \\backslash\\ ; :name $1 ?",
+        "héllo wörld ✓ 日本語 🙂",
+        "012345678901234567890123456789012345678901234567",
+        " leading and trailing ",
+    ];
+    let mut batch = Batch::new();
+    for (i, text) in texts.iter().enumerate() {
+        let pos = BlockPos::new(-20 - i as i32, 30, 70);
+        batch.set_sign(chunk, pos, 0, text, meta());
+    }
+    apply(store, &batch).await;
+    let data = load(store, chunk, 0).await;
+    let got: BTreeSet<String> = data.signs.iter().map(|s| s.text.clone()).collect();
+    let want: BTreeSet<String> = texts.iter().map(|t| (*t).to_owned()).collect();
+    assert_eq!(got, want);
+}
+
+/// Negative and far coordinates (|x|, |z| up to 2^25) are stored exactly.
+pub async fn far_and_negative_coordinates(store: &dyn BlockStore) {
+    let far = 1 << 25;
+    let positions = [
+        BlockPos::new(far, 1, -far),
+        BlockPos::new(-far, 255, far),
+        BlockPos::new(-far - 1, 128, -far - 1),
+        BlockPos::new(far - 1, 64, far - 1),
+        BlockPos::new(-1, 40, -1),
+        BlockPos::new(-32, 40, -33),
+    ];
+    let mut batch = Batch::new();
+    for (i, pos) in positions.iter().enumerate() {
+        place(&mut batch, *pos, 1 + i as i32);
+        batch.set_light(pos.chunk(), *pos, 3, meta());
+        batch.set_sign(pos.chunk(), *pos, 1, "far", meta());
+    }
+    apply(store, &batch).await;
+    for (i, pos) in positions.iter().enumerate() {
+        let data = load(store, pos.chunk(), 0).await;
+        assert_eq!(
+            blocks(&data).get(pos),
+            Some(&(1 + i as i32)),
+            "block at {pos}"
+        );
+        assert_eq!(lights(&data).get(pos), Some(&3));
+        assert_eq!(
+            signs(&data).get(&(*pos, 1)).map(String::as_str),
+            Some("far")
+        );
+        for neighbour in pos.mirror_chunks() {
+            let data = load(store, neighbour, 0).await;
+            assert_eq!(
+                blocks(&data).get(pos),
+                Some(&-(1 + i as i32)),
+                "mirror of {pos} in {neighbour}"
+            );
+        }
+    }
+}
+
+/// A chunk with 20,000+ changes loads whole, and incrementally.
+pub async fn large_chunk(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(2, -2);
+    let mut batch = Batch::new();
+    let mut expected = BTreeMap::new();
+    for y in 1..=21 {
+        for dx in 0..32 {
+            for dz in 0..32 {
+                let pos = BlockPos::new(64 + dx, y, -64 + dz);
+                let w = 1 + (dx + dz + y) % 15;
+                batch.set_block(chunk, pos, w, meta());
+                expected.insert(pos, w);
+            }
+        }
+    }
+    assert!(expected.len() > 20_000);
+    let head = advance(&apply(store, &batch).await, chunk).1;
+    let data = load(store, chunk, 0).await;
+    assert_eq!(data.blocks.len(), expected.len());
+    assert_eq!(blocks(&data), expected);
+    assert_eq!(data.head, head);
+
+    let mut keys: Vec<Key> = data.blocks.iter().map(|b| b.key).collect();
+    keys.sort_unstable();
+    let middle = keys[keys.len() / 2];
+    let newer = keys.iter().filter(|k| **k > middle).count();
+    assert_eq!(load(store, chunk, middle).await.blocks.len(), newer);
+
+    let mut batch = Batch::new();
+    let pos = BlockPos::new(64, 22, -64);
+    batch.set_block(chunk, pos, 9, meta());
+    apply(store, &batch).await;
+    let data = load(store, chunk, head).await;
+    assert_eq!(blocks(&data), BTreeMap::from([(pos, 9)]));
+}
+
+/// A batch that fails leaves nothing behind, in any chunk.
+pub async fn failed_batch_leaves_nothing(store: &dyn BlockStore) {
+    let good = ChunkPos::new(7, 7);
+    let bad = ChunkPos::new(8, 8);
+    let mut batch = Batch::new();
+    batch.set_block(good, BlockPos::new(230, 10, 230), 3, meta());
+    batch.set_light(good, BlockPos::new(230, 10, 230), 3, meta());
+    batch.set_sign(bad, BlockPos::new(260, 10, 260), 0, "two\nlines", meta());
+    match store.apply(&batch).await {
+        Err(StoreError::Invalid(_)) => {}
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    for chunk in [good, bad] {
+        let data = load(store, chunk, 0).await;
+        assert!(data.is_empty() && data.head == 0, "{chunk} kept {data:?}");
+    }
+}
+
+/// Applying the same batch twice ends with the same values, newer keys.
+pub async fn reapplying_a_batch_is_harmless(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(-5, 0);
+    let pos = BlockPos::new(-160, 12, 0);
+    let mut batch = Batch::new();
+    place(&mut batch, pos, 11);
+    batch.set_light(chunk, pos, 4, meta());
+    batch.set_sign(chunk, pos, 6, "twice", meta());
+    batch.set_block(chunk, BlockPos::new(-150, 12, 5), 0, meta());
+    let first = advance(&apply(store, &batch).await, chunk);
+    let once = load(store, chunk, 0).await;
+    let second = advance(&apply(store, &batch).await, chunk);
+    assert!(
+        second.0 >= first.1,
+        "second apply must come after the first"
+    );
+    let twice = load(store, chunk, 0).await;
+    assert_eq!(blocks(&once), blocks(&twice));
+    assert_eq!(lights(&once), lights(&twice));
+    assert_eq!(signs(&once), signs(&twice));
+    assert_eq!(
+        load(store, chunk, first.1).await.blocks.len(),
+        2,
+        "re-applied blocks are newer"
+    );
+    let mirror = load(store, ChunkPos::new(-6, -1), 0).await;
+    assert_eq!(blocks(&mirror), BTreeMap::from([(pos, -11)]));
+}
+
+/// Batches applied at the same time to the same chunk get disjoint,
+/// ordered key ranges.
+pub async fn concurrent_batches_never_share_keys(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(12, 12);
+    let batches: Vec<Batch> = (0..8)
+        .map(|i| {
+            let mut batch = Batch::new();
+            for j in 0..25 {
+                batch.set_block(chunk, BlockPos::new(384 + j, 10 + i, 384), 1 + i, meta());
+            }
+            batch.set_light(chunk, BlockPos::new(384, 10 + i, 384), 2, meta());
+            batch
+        })
+        .collect();
+    let receipts = futures::future::join_all(batches.iter().map(|b| store.apply(b))).await;
+    let mut ranges: Vec<(Key, Key)> = receipts
+        .into_iter()
+        .map(|r| advance(&r.expect("concurrent apply"), chunk))
+        .collect();
+    ranges.sort_unstable();
+    for pair in ranges.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "overlapping key ranges {pair:?}");
+    }
+    let data = load(store, chunk, 0).await;
+    assert_eq!(data.blocks.len(), 8 * 25);
+    assert_eq!(data.head, ranges.last().map(|r| r.1).unwrap_or_default());
+}
+
+/// `list_chunks` lists every chunk with anything stored.
+pub async fn list_chunks_lists_written_chunks(store: &dyn BlockStore) {
+    let mut batch = Batch::new();
+    place(&mut batch, BlockPos::new(31, 5, 0), 2);
+    batch.set_sign(
+        ChunkPos::new(9, 9),
+        BlockPos::new(290, 5, 290),
+        0,
+        "only a sign",
+        meta(),
+    );
+    let receipt = apply(store, &batch).await;
+    let mut listed = store.list_chunks().await.expect("list_chunks");
+    listed.sort_unstable();
+    let mut expected: Vec<ChunkHead> = receipt
+        .chunks
+        .iter()
+        .map(|a| ChunkHead {
+            chunk: a.chunk,
+            head: a.after,
+        })
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+}
+
+/// Player positions are saved per name and replaced on save.
+pub async fn players_round_trip(store: &dyn BlockStore) {
+    let alice = PlayerRecord {
+        name: "alice".into(),
+        x: 1.5,
+        y: 20.25,
+        z: -3.75,
+        rx: 0.5,
+        ry: -0.25,
+        time_ms: 1,
+    };
+    let other = PlayerRecord {
+        name: "Zoë, \"the\" builder".into(),
+        x: -1e6,
+        y: 0.0,
+        z: 1e6,
+        rx: 0.0,
+        ry: 0.0,
+        time_ms: 2,
+    };
+    store
+        .save_players(&[alice.clone(), other.clone()])
+        .await
+        .expect("save_players");
+    assert_eq!(
+        store.load_player("alice").await.expect("load"),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.load_player(&other.name).await.expect("load"),
+        Some(other)
+    );
+    assert_eq!(
+        store.load_player("Alice").await.expect("load"),
+        None,
+        "names are case-sensitive"
+    );
+    let moved = PlayerRecord {
+        x: 100.0,
+        time_ms: 3,
+        ..alice
+    };
+    store
+        .save_players(std::slice::from_ref(&moved))
+        .await
+        .expect("save_players");
+    assert_eq!(store.load_player("alice").await.expect("load"), Some(moved));
+    store.save_players(&[]).await.expect("saving nothing");
+}
+
+/// `ping` answers on a healthy store.
+pub async fn ping_answers(store: &dyn BlockStore) {
+    store.ping().await.expect("ping");
+}
+
+/// After `close`, calls fail with `Closed`; closing twice is harmless.
+pub async fn close_is_final(store: &dyn BlockStore) {
+    store.close().await.expect("close");
+    store.close().await.expect("second close");
+    match store.load_chunk(ChunkPos::new(0, 0), 0).await {
+        Err(StoreError::Closed) => {}
+        other => panic!("expected Closed after close, got {other:?}"),
+    }
+    match store.apply(&Batch::new()).await {
+        Err(StoreError::Closed) => {}
+        other => panic!("expected Closed after close, got {other:?}"),
+    }
+}

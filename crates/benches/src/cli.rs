@@ -2,7 +2,7 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -13,7 +13,9 @@ use world_core::coords::ChunkPos;
 use crate::idle::{self, IdleConfig};
 use crate::layout::Spread;
 use crate::spawn::{SpawnedServer, default_server_bin};
+use crate::stores::{self, StoresConfig};
 use crate::swarm::{self, SwarmConfig};
+use craft_server::config::StoreUrl;
 
 /// Load generator for the Craft world server.
 ///
@@ -44,6 +46,10 @@ pub enum Command {
     /// N connections that only send `V,1`: server memory per idle
     /// connection.
     Idle(IdleArgs),
+    /// The same work on each store (import, sustained durable edits, chunk
+    /// loads, incremental sync), next to raw SQLite and PostgreSQL
+    /// baselines.
+    Stores(StoresArgs),
 }
 
 /// Which server to load, and whether to start it.
@@ -189,6 +195,70 @@ pub struct IdleArgs {
     pub settle: Duration,
 }
 
+/// `craft-bench stores`.
+#[derive(Debug, Args)]
+pub struct StoresArgs {
+    /// A store to measure, LABEL=URL (repeat); each must be a fresh, empty
+    /// world (a new file, schema, table or database).
+    #[arg(long = "store", value_name = "LABEL=URL", required = true, value_parser = parse_labelled)]
+    pub stores: Vec<(String, String)>,
+
+    /// Block changes of the imported world.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub import_edits: usize,
+
+    /// Longest import per store (the rate is still measured when it stops
+    /// early).
+    #[arg(long, value_parser = parse_duration, default_value = "120s")]
+    pub import_budget: Duration,
+
+    /// The server's commit interval (a sustained rate must commit each
+    /// interval's batch within it).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub commit_interval: Duration,
+
+    /// Longest sustained-edits phase per store.
+    #[arg(long, value_parser = parse_duration, default_value = "40s")]
+    pub sustain_budget: Duration,
+
+    /// Highest rate tried, edits/s.
+    #[arg(long, default_value_t = 512_000)]
+    pub max_rate: usize,
+
+    /// Changes per chunk of the load measurements, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,20000")]
+    pub load_sizes: Vec<usize>,
+
+    /// Loads measured per size.
+    #[arg(long, default_value_t = 50)]
+    pub load_samples: usize,
+
+    /// Incremental-sync samples.
+    #[arg(long, default_value_t = 20)]
+    pub sync_samples: usize,
+
+    /// PostgreSQL URL for the COPY baseline (a schema is created there and
+    /// dropped).
+    #[arg(long, value_name = "URL")]
+    pub pg_baseline: Option<String>,
+
+    /// Directory for the plain-SQLite-inserts baseline's file.
+    #[arg(long, value_name = "DIR")]
+    pub sqlite_baseline: Option<PathBuf>,
+
+    /// Append the JSON result line to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
+}
+
+fn parse_labelled(s: &str) -> Result<(String, String), String> {
+    let (label, url) = s
+        .split_once('=')
+        .filter(|(l, u)| !l.is_empty() && !u.is_empty() && !l.contains(':'))
+        .ok_or_else(|| format!("{s:?}: expected LABEL=URL, e.g. sqlite=sqlite:/tmp/w.db"))?;
+    Ok((label.to_owned(), url.to_owned()))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 2s, 1m)"))
 }
@@ -258,20 +328,25 @@ impl ServerArgs {
     }
 
     fn emit(&self, human: &str, json: &impl Serialize) -> Result<(), String> {
-        let line = serde_json::to_string(json).map_err(|e| e.to_string())?;
-        eprint!("{human}");
-        println!("{line}");
-        if let Some(path) = &self.json_out {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            writeln!(file, "{line}")
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        }
-        Ok(())
+        emit(self.json_out.as_deref(), human, json)
     }
+}
+
+/// Prints `human` on stderr and `json` as one line on stdout, also
+/// appended to `json_out`.
+fn emit(json_out: Option<&Path>, human: &str, json: &impl Serialize) -> Result<(), String> {
+    let line = serde_json::to_string(json).map_err(|e| e.to_string())?;
+    eprint!("{human}");
+    println!("{line}");
+    if let Some(path) = json_out {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        writeln!(file, "{line}").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 async fn stop(target: Target) {
@@ -335,6 +410,27 @@ impl Cli {
                 let report = result.map_err(|e| e.to_string())?;
                 args.server.emit(&report.human(), &report)
             }
+            Command::Stores(args) => {
+                let cfg = StoresConfig {
+                    stores: args
+                        .stores
+                        .into_iter()
+                        .map(|(label, url)| (label, StoreUrl(url)))
+                        .collect(),
+                    import_edits: args.import_edits,
+                    import_budget: args.import_budget,
+                    commit_interval: args.commit_interval,
+                    sustain_budget: args.sustain_budget,
+                    max_rate: args.max_rate.max(1000),
+                    load_sizes: args.load_sizes,
+                    load_samples: args.load_samples.max(1),
+                    sync_samples: args.sync_samples.max(1),
+                    pg_baseline: args.pg_baseline,
+                    sqlite_baseline: args.sqlite_baseline,
+                };
+                let report = stores::run(cfg).await?;
+                emit(args.json_out.as_deref(), &report.human(), &report)
+            }
         }
     }
 }
@@ -386,6 +482,28 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    #[test]
+    fn parses_a_stores_command_line() {
+        let cli = Cli::parse_from([
+            "craft-bench",
+            "stores",
+            "--store",
+            "sqlite=sqlite:/tmp/w.db",
+            "--store",
+            "pg=postgres://u@h/db?schema=a",
+            "--load-sizes",
+            "10,20",
+        ]);
+        let Command::Stores(args) = cli.command else {
+            panic!("stores expected");
+        };
+        assert_eq!(args.stores[1].1, "postgres://u@h/db?schema=a");
+        assert_eq!(args.load_sizes, vec![10, 20]);
+        assert_eq!(args.import_edits, 1_000_000);
+        assert!(Cli::try_parse_from(["craft-bench", "stores"]).is_err());
+        assert!(Cli::try_parse_from(["craft-bench", "stores", "--store", "sqlite:x.db"]).is_err());
     }
 
     #[test]

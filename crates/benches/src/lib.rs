@@ -10,15 +10,15 @@
 //!   - `craft-bench swarm` ([`swarm`]): N bot players that join, request
 //!     chunks, move, edit and chat, measuring edit propagation, chunk
 //!     answers, line rates and the server's CPU and memory;
-//!   - `craft-bench idle` ([`idle`]): server memory per idle connection.
-//!
-//! Store benchmarks (`craft-bench stores`) will sit beside these as their
-//! own module and subcommand.
+//!   - `craft-bench idle` ([`idle`]): server memory per idle connection;
+//! - `craft-bench stores` ([`stores`], [`baseline`]): the same work on
+//!   every store, next to raw SQLite and PostgreSQL baselines.
 //!
 //! Every run prints a summary for people on stderr and one JSON object on
 //! stdout (also appended to `--json-out FILE`), for the script that writes
 //! BENCHMARKS.md.
 
+pub mod baseline;
 pub mod cli;
 pub mod histogram;
 pub mod idle;
@@ -26,4 +26,5 @@ pub mod layout;
 pub mod lines;
 pub mod procfs;
 pub mod spawn;
+pub mod stores;
 pub mod swarm;

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Runs every benchmark and writes BENCHMARKS.md: criterion micro-benchmarks,
+# the store benchmark on SQLite, PostgreSQL, DynamoDB (moto) and the Data
+# API (dataapi-local) next to raw baselines, and bot swarms against a
+# release craft-server. Starts the services it needs like scripts/test.sh.
+#
+# Usage: scripts/bench.sh [--quick] [--out FILE]
+#   --quick   a few seconds per part (checks the pipeline, figures are noise)
+#   --out     where the report goes [BENCHMARKS.md]
+#
+# About 12 minutes on 2 cores once the release build is done.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+quick=""
+out="$root/BENCHMARKS.md"
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --quick) quick=1 ;;
+    --out)
+        out=$2
+        shift
+        ;;
+    *)
+        echo "usage: scripts/bench.sh [--quick] [--out FILE]" >&2
+        exit 2
+        ;;
+    esac
+    shift
+done
+
+# shellcheck source=lib/services.sh
+source "$root/scripts/lib/services.sh"
+export CRAFT_SERVICES_PROFILE=release
+
+started=$(date +%s)
+phase() { log "$1 ($(($(date +%s) - started)) s in)"; }
+
+phase "building (release)"
+cargo build --quiet --release -p craft-server -p benches
+bin=${CARGO_TARGET_DIR:-target}/release
+[[ $bin == /* ]] || bin="$root/$bin"
+
+start_postgres
+start_moto
+start_dataapi
+
+results="$work/results.jsonl"
+: >"$results"
+tag="bench_$(date +%s)_$$"
+
+if [[ -n $quick ]]; then
+    criterion_args=(--warm-up-time 0.1 --measurement-time 0.2)
+    stores_args=(--import-edits 20000 --import-budget 10s --sustain-budget 3s --max-rate 8000
+        --load-sizes 100,1000,2000 --load-samples 5 --sync-samples 3)
+    swarm_secs=3s
+    bots_one=50
+    bots_spread=100
+    bots_idle=100
+else
+    criterion_args=(--warm-up-time 0.5 --measurement-time 2)
+    stores_args=(--import-edits 1000000 --import-budget 60s --sustain-budget 40s)
+    swarm_secs=20s
+    bots_one=1000
+    bots_spread=5000
+    bots_idle=5000
+fi
+
+# --- criterion ------------------------------------------------------------
+phase "criterion micro-benchmarks"
+rm -rf "${CARGO_TARGET_DIR:-target}/criterion"
+cargo bench --quiet -p benches -- "${criterion_args[@]}" --noplot >"$work/criterion.log" 2>&1 || {
+    tail -n 40 "$work/criterion.log" >&2
+    exit 1
+}
+
+# --- stores ---------------------------------------------------------------
+phase "stores"
+dataapi_url="dataapi://?resource_arn=arn:aws:rds:us-east-1:123456789012:cluster:local"
+dataapi_url+="&secret_arn=arn:aws:secretsmanager:us-east-1:123456789012:secret:local"
+dataapi_url+="&region=us-east-1&endpoint=$CRAFT_TEST_DATAAPI_ENDPOINT&schema=$tag"
+dataapi_url+="&access_key_id=local&secret_access_key=local"
+"$bin/craft-bench" stores "${stores_args[@]}" \
+    --store "sqlite=sqlite:$work/stores.db" \
+    --store "postgres=$CRAFT_TEST_POSTGRES_URL?schema=$tag" \
+    --store "dynamodb=dynamodb://${tag//_/-}?region=us-east-1&endpoint=$CRAFT_TEST_DYNAMODB_ENDPOINT&create=true" \
+    --store "dataapi=$dataapi_url" \
+    --pg-baseline "$CRAFT_TEST_POSTGRES_URL" \
+    --sqlite-baseline "$work" \
+    --json-out "$results" >/dev/null
+
+# --- swarms ---------------------------------------------------------------
+swarm() { # label, then craft-bench swarm arguments
+    local label=$1
+    shift
+    phase "swarm: $label"
+    "$bin/craft-bench" --threads 1 swarm --server-bin "$bin/craft-server" "$@" \
+        --json-out "$work/swarm-$label.json" >/dev/null
+    python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); r["label"]=sys.argv[2]; print(json.dumps(r))' \
+        "$work/swarm-$label.json" "$label" >>"$results"
+}
+
+swarm one-chunk --spawn-server --bots "$bots_one" --chunks 1x1 --duration "$swarm_secs"
+swarm spread --spawn-server --bots "$bots_spread" --chunks 50x50 --origin=-25,-25 --duration "$swarm_secs"
+
+# Chunk answers from memory: the server's own histogram of building an
+# answer (queue wait excluded), read from its admin listener after a run of
+# bots that keep re-requesting chunks.
+phase "swarm: chunk answers"
+game_port=$(free_port)
+admin_port=$(free_port)
+"$bin/craft-server" --store memory: --listen "127.0.0.1:$game_port" \
+    --admin-listen "127.0.0.1:$admin_port" --max-players 1000 >"$work/server.log" 2>&1 &
+server_pid=$!
+pids+=("$server_pid")
+wait_for_port 127.0.0.1 "$game_port" craft-server
+"$bin/craft-bench" --threads 1 swarm --addr "127.0.0.1:$game_port" --server-pid "$server_pid" \
+    --bots 100 --chunks 10x10 --chunk-radius 2 --chunk-rate 5 --edit-rate 1 \
+    --duration "$swarm_secs" --json-out "$work/swarm-chunks.json" >/dev/null
+curl -fsS "http://127.0.0.1:$admin_port/metrics" >"$work/metrics-chunks.txt"
+python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); r["label"]="chunks"; print(json.dumps(r))' \
+    "$work/swarm-chunks.json" >>"$results"
+kill "$server_pid" 2>/dev/null || true
+
+phase "idle connections"
+"$bin/craft-bench" idle --spawn-server --server-bin "$bin/craft-server" --bots "$bots_idle" \
+    --json-out "$results" >/dev/null
+
+# --- report ---------------------------------------------------------------
+phase "writing $out"
+elapsed=$(($(date +%s) - started))
+python3 "$root/scripts/bench_report.py" \
+    --results "$results" \
+    --criterion "${CARGO_TARGET_DIR:-target}/criterion" \
+    --chunk-metrics "$work/metrics-chunks.txt" \
+    --elapsed "$elapsed" \
+    --command "scripts/bench.sh${quick:+ --quick}" \
+    >"$out"
+phase "done: $out"

@@ -1,0 +1,387 @@
+#!/usr/bin/env python3
+"""Turns the results of scripts/bench.sh into BENCHMARKS.md (on stdout).
+
+Inputs: the JSON lines written by craft-bench (stores, swarm, idle), the
+criterion output directory, and the Prometheus text of the server that
+answered the chunk-answer swarm.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+from pathlib import Path
+
+# Prices, USD, us-east-1, as published on the AWS pricing pages
+# (DynamoDB on-demand: effective 2024-11-01, the last change we know of;
+# Data API: unchanged since its 2023 relaunch). Check them before relying
+# on the dollar figures.
+PRICE_DATE = "2024-11-01"
+DYNAMODB_WRU = 0.625  # per million write request units
+DYNAMODB_RRU = 0.125  # per million read request units
+DATAAPI_REQUEST = 0.35  # per million requests (first billion/month), 32 KiB units
+
+TARGETS = {
+    "one_chunk_p99_ms": 100.0,
+    "spread_p99_ms": 100.0,
+    "kib_per_player": 64.0,
+    "chunk_answer_p99_ms": 0.1,
+}
+
+
+def load_results(path):
+    out = {"stores": None, "swarms": {}, "idle": None}
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        r = json.loads(line)
+        kind = r.get("kind")
+        if kind == "stores":
+            out["stores"] = r
+        elif kind == "swarm":
+            out["swarms"][r.get("label", r.get("chunks"))] = r
+        elif kind == "idle":
+            out["idle"] = r
+    return out
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) >= 100):
+        return f"{int(v):,}"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:,.{digits}f}"
+    if abs(v) >= 0.1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+def pct(a, b):
+    if not a or not b:
+        return "–"
+    return f"{100.0 * a / b:.0f}%"
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB RAM"
+    except OSError:
+        pass
+    load = ""
+    try:
+        load = Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({cpu}), {mem}, Linux {platform.release()}, load average {load} at the end"
+
+
+def criterion_rows(root):
+    rows = []
+    root = Path(root)
+    if not root.is_dir():
+        return rows
+    for bench in sorted(root.glob("**/new/benchmark.json")):
+        d = bench.parent
+        try:
+            meta = json.loads(bench.read_text())
+            est = json.loads((d / "estimates.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        ns = est["mean"]["point_estimate"]
+        thr = meta.get("throughput") or {}
+        rate = ""
+        if "Elements" in thr:
+            rate = f"{fmt(thr['Elements'] / (ns / 1e9))} elem/s"
+        elif "Bytes" in thr:
+            rate = f"{thr['Bytes'] / (ns / 1e9) / 1e6:,.0f} MB/s"
+        rows.append((meta.get("full_id", d.parent.name), ns, rate))
+    return rows
+
+
+def duration_ns(ns):
+    if ns < 1e3:
+        return f"{ns:.1f} ns"
+    if ns < 1e6:
+        return f"{ns / 1e3:.2f} µs"
+    if ns < 1e9:
+        return f"{ns / 1e6:.2f} ms"
+    return f"{ns / 1e9:.2f} s"
+
+
+def histogram_quantiles(metrics_path, name):
+    """Upper bounds of the buckets holding p50 and p99 of a Prometheus
+    histogram (the text format's cumulative buckets)."""
+    if not metrics_path or not Path(metrics_path).exists():
+        return None
+    buckets = []
+    pattern = re.compile(r"^" + re.escape(name) + r'_bucket\{.*le="([^"]+)".*\}\s+(\S+)')
+    for line in Path(metrics_path).read_text().splitlines():
+        m = pattern.match(line)
+        if m:
+            le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+            buckets.append((le, float(m.group(2))))
+    if not buckets:
+        return None
+    buckets.sort()
+    total = buckets[-1][1]
+    if total == 0:
+        return None
+
+    def q(p):
+        for le, c in buckets:
+            if c >= p * total:
+                return le
+        return float("inf")
+
+    return {"count": int(total), "p50_ms": q(0.5) * 1e3, "p99_ms": q(0.99) * 1e3}
+
+
+def usage(u, name):
+    return (u or {}).get(name)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--criterion")
+    ap.add_argument("--chunk-metrics")
+    ap.add_argument("--elapsed", type=int)
+    ap.add_argument("--command", default="scripts/bench.sh")
+    args = ap.parse_args()
+    res = load_results(args.results)
+    st = res["stores"]
+    sw = res["swarms"]
+    out = []
+    w = out.append
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    w("# Benchmarks\n")
+    w(f"Produced by `{args.command}` on {now:%Y-%m-%d %H:%M} UTC"
+      + (f" in {args.elapsed // 60} min {args.elapsed % 60} s" if args.elapsed else "") + ".\n")
+    w(f"Machine: {machine()}. Everything (server, bots, databases, emulators) shares these "
+      "cores, so read ratios against the baselines of the same run rather than absolute "
+      "times. Release builds throughout.\n")
+    w("Reproduce: `scripts/bench.sh` (starts PostgreSQL or a private cluster, moto and "
+      "dataapi-local like `scripts/test.sh`, builds in release, runs everything, rewrites "
+      "this file). `scripts/bench.sh --quick` checks the pipeline in a minute.\n")
+
+    # --- targets ---------------------------------------------------------
+    one = sw.get("one-chunk")
+    spread = sw.get("spread")
+    idle = res["idle"]
+    chunk_hist = histogram_quantiles(args.chunk_metrics, "craft_chunk_build_seconds")
+    w("## Targets\n")
+    w("| target | measured | met |")
+    w("|---|---|---|")
+    if one:
+        e = one["edits"]
+        ok = e["latency"]["p99_ms"] <= TARGETS["one_chunk_p99_ms"] and e["delivery_ratio"] >= 0.9999
+        w(f"| {one['bots']:,} bots in one chunk: edit p99 ≤ 100 ms, every edit delivered "
+          f"| p99 {fmt(e['latency']['p99_ms'])} ms, {100 * e['delivery_ratio']:.2f}% delivered | {'yes' if ok else 'no'} |")
+    if spread:
+        e = spread["edits"]
+        ok = e["latency"]["p99_ms"] <= TARGETS["spread_p99_ms"] and e["delivery_ratio"] >= 0.9999
+        w(f"| {spread['bots']:,} bots over {spread['chunks']} chunks: same "
+          f"| p99 {fmt(e['latency']['p99_ms'])} ms, {100 * e['delivery_ratio']:.2f}% delivered | {'yes' if ok else 'no'} |")
+    mem = []
+    if idle:
+        mem.append(f"{fmt(idle['kib_per_connection'])} KiB per idle connection ({idle['bots']:,})")
+    for label in ("one-chunk", "spread"):
+        s = sw.get(label)
+        if s and s.get("server"):
+            mem.append(f"{fmt(s['server']['kib_per_player_active'])} KiB per playing bot ({label})")
+    if mem:
+        worst = max([idle["kib_per_connection"]] if idle else []
+                    + [sw[l]["server"]["kib_per_player_active"] for l in ("one-chunk", "spread")
+                       if sw.get(l) and sw[l].get("server")])
+        w(f"| ≤ 64 KiB of server memory per player | {'; '.join(mem)} | {'yes' if worst <= 64 else 'no'} |")
+    if chunk_hist:
+        ok = chunk_hist["p99_ms"] <= TARGETS["chunk_answer_p99_ms"]
+        w(f"| chunk answers from memory p99 ≤ 0.1 ms | p99 ≤ {fmt(chunk_hist['p99_ms'])} ms, p50 ≤ "
+          f"{fmt(chunk_hist['p50_ms'])} ms ({chunk_hist['count']:,} answers; server histogram bucket bounds) "
+          f"| {'yes' if ok else 'no'} |")
+    if st:
+        pg = next((s for s in st["stores"] if s["backend"] == "postgres"), None)
+        copy = next((b for b in st["baselines"] if b["name"] == "postgres-copy"), None)
+        if pg and copy:
+            r = pg["import"]["edits_per_s"] / copy["import_rows_per_s"]
+            w(f"| PostgreSQL batched writes ≥ 50% of COPY | import {pct(pg['import']['edits_per_s'], copy['import_rows_per_s'])} "
+              f"of COPY; sustained batches {pct(pg['sustain']['throughput_edits_per_s'], copy['import_rows_per_s'])} "
+              f"| {'yes' if r >= 0.5 else 'no'} |")
+    w("")
+
+    # --- stores -----------------------------------------------------------
+    if st:
+        stores = st["stores"]
+        base = {b["name"]: b for b in st["baselines"]}
+        w("## Stores\n")
+        w("Each store starts empty. `craft-bench stores` (see `crates/benches/README.md`) imports "
+          f"a world of {st['import_edits']:,} block changes (1,000 per chunk) in batches of 50,000, "
+          "then measures sustained durable edits at the default 1 s commit interval, chunk loads, "
+          "and incremental sync. DynamoDB runs on moto and the Data API on dataapi-local over "
+          "the same PostgreSQL: their times show the protocol's overhead on this machine, not "
+          "AWS's latency; their request and capacity counts are what AWS would bill.\n")
+
+        w("### Import and sustained writes\n")
+        w("| store | import edits | import edits/s | vs baseline | sustained edits/s at 1 s | back-to-back edits/s | requests / 1,000 edits |")
+        w("|---|---|---|---|---|---|---|")
+        for s in stores:
+            b = base.get("sqlite-insert") if s["backend"] == "sqlite" else base.get("postgres-copy") \
+                if s["backend"] in ("postgres", "dataapi") else None
+            rel = pct(s["import"]["edits_per_s"], b["import_rows_per_s"]) + f" of {b['name']}" if b else "–"
+            sus = s["sustain"]
+            w(f"| {s['label']} | {s['import']['edits']:,}{' (time budget)' if s['import']['truncated'] else ''} "
+              f"| {fmt(s['import']['edits_per_s'])} | {rel} "
+              f"| {'≥ ' if sus['capped'] else ''}{sus['sustained_edits_per_s']:,} "
+              f"| {fmt(sus['throughput_edits_per_s'])} "
+              f"| {fmt(usage(sus['per_1000'], 'store_requests_total'))} |")
+        for b in st["baselines"]:
+            w(f"| baseline: {b['name']} | {b['import_rows']:,} | {fmt(b['import_rows_per_s'])} | 100% | | | |")
+        w("")
+        w("*Sustained* is the highest rate (doubling from 1,000/s) at which every commit of one "
+          "interval's batch (rate × 1 s, over 100 busy chunks, updates and inserts) finished within "
+          "the interval; `≥` means the benchmark's ceiling was reached first. *Back-to-back* is the "
+          "edits written per second of commit time over that phase.\n")
+        w("Rates tried (worst commit per rate, ms):\n")
+        for s in stores:
+            steps = ", ".join(f"{st_['rate']:,}/s: {fmt(st_['worst_ms'])}{'' if st_['kept_up'] else ' (missed)'}"
+                              for st_ in s["sustain"]["steps"])
+            w(f"- {s['label']}: {steps}")
+        w("")
+
+        w("### Chunk loads (`load_chunk(chunk, 0)`)\n")
+        sizes = [l["changes"] for l in stores[0]["loads"]] if stores else []
+        w("| store | " + " | ".join(f"{n:,} changes p50 / p99 ms" for n in sizes) + " | requests per load |")
+        w("|---|" + "---|" * len(sizes) + "---|")
+        for s in stores:
+            cells = [f"{fmt(l['latency']['p50_ms'])} / {fmt(l['latency']['p99_ms'])}" for l in s["loads"]]
+            reqs = ", ".join(fmt(usage(l["per_load"], "store_requests_total")) for l in s["loads"])
+            w(f"| {s['label']} | " + " | ".join(cells) + f" | {reqs} |")
+        for b in st["baselines"]:
+            cells = [f"{fmt(l['latency']['p50_ms'])} / {fmt(l['latency']['p99_ms'])}" for l in b["loads"]]
+            w(f"| baseline: {b['name']} (one SELECT) | " + " | ".join(cells) + " | 1 |")
+        w("")
+        w("Store loads return blocks with their keys plus every light and sign of the chunk; "
+          "the baselines read only the block rows.\n")
+
+        w("### Incremental sync\n")
+        w("| store | load since held key (10 new edits) p50 / p99 ms | `changed_chunks` over N chunks (10 changed) p50 / p99 ms | requests per `changed_chunks` |")
+        w("|---|---|---|---|")
+        for s in stores:
+            y = s["sync"]
+            w(f"| {s['label']} | {fmt(y['load_since']['p50_ms'])} / {fmt(y['load_since']['p99_ms'])} "
+              f"| N = {y['held']:,}: {fmt(y['changed_chunks']['p50_ms'])} / {fmt(y['changed_chunks']['p99_ms'])} "
+              f"| {fmt(usage(y['per_changed_chunks'], 'store_requests_total'))} |")
+        w("")
+
+        w("### What it costs on AWS\n")
+        w(f"Prices: us-east-1, AWS price list as of {PRICE_DATE} (DynamoDB on-demand "
+          f"${DYNAMODB_WRU} per million write request units, ${DYNAMODB_RRU} per million read "
+          f"request units; Data API ${DATAAPI_REQUEST} per million requests, each request "
+          "metered in 32 KiB units of payload). Storage, Aurora capacity units and data transfer "
+          "are extra.\n")
+        w("| store | per 1,000 sustained edits | per chunk load (1,000 changes) | price of 1,000,000 edits |")
+        w("|---|---|---|---|")
+        for s in stores:
+            per = s["sustain"]["per_1000"]
+            load = s["loads"][1]["per_load"] if len(s["loads"]) > 1 else {}
+            if s["backend"] == "dynamodb":
+                wcu = usage(per, "dynamodb_estimated_write_capacity_units_total")
+                rcu = usage(per, "dynamodb_estimated_read_capacity_units_total") or 0
+                lrcu = usage(load, "dynamodb_estimated_read_capacity_units_total")
+                price = ((wcu or 0) * DYNAMODB_WRU + rcu * DYNAMODB_RRU) / 1e6 * 1000
+                w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} requests, {fmt(wcu)} WRU, "
+                  f"{fmt(rcu)} RRU (estimated by the store; moto reports "
+                  f"{fmt(usage(per, 'dynamodb_consumed_write_capacity_units_total'))} consumed WCU) "
+                  f"| {fmt(usage(load, 'store_requests_total'))} requests, {fmt(lrcu)} RRU | ${price:,.2f} |")
+            elif s["backend"] == "dataapi":
+                units = usage(per, "dataapi_billed_request_units_total")
+                price = (units or 0) * DATAAPI_REQUEST / 1e6 * 1000
+                w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} requests, "
+                  f"{fmt(units)} billed 32 KiB units | "
+                  f"{fmt(usage(load, 'store_requests_total'))} requests, "
+                  f"{fmt(usage(load, 'dataapi_billed_request_units_total'))} units | ${price:,.2f} (+ Aurora ACUs) |")
+            else:
+                w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} round trips "
+                  f"| {fmt(usage(load, 'store_requests_total'))} round trips | no per-request price |")
+        w("")
+
+    # --- swarms -------------------------------------------------------------
+    if sw:
+        w("## Bot swarms (`craft-bench swarm`)\n")
+        w("Bots join, request the chunks around them, move at 10 Hz and edit once a second "
+          "(alternately placing and removing a block); every other player who should see an "
+          "edit is expected to receive it. The server is a release `craft-server --store memory:` "
+          "on the same machine as the bots.\n")
+        w("| run | bots | chunks | edits sent | delivered | edit p50 / p99 / max ms | chunk answer p50 / p99 ms | lines out/s | server CPU | server RSS | KiB per bot |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|")
+        for label, s in sw.items():
+            e = s["edits"]
+            c = s["chunk_answers_active"]["latency"]
+            srv = s.get("server") or {}
+            proc = srv.get("process") or {}
+            w(f"| {label} | {s['bots']:,} | {s['chunks']} | {e['sent']:,} | {100 * e['delivery_ratio']:.2f}% "
+              f"| {fmt(e['latency']['p50_ms'])} / {fmt(e['latency']['p99_ms'])} / {fmt(e['latency']['max_ms'])} "
+              f"| {fmt(c['p50_ms'])} / {fmt(c['p99_ms'])} "
+              f"| {fmt(s['lines']['out_per_s'])} "
+              f"| {fmt(proc.get('cpu_percent'))}% | {fmt((proc.get('rss_peak_kib') or 0) / 1024)} MiB "
+              f"| {fmt(srv.get('kib_per_player_active'))} |")
+        w("")
+        if chunk_hist:
+            w(f"Chunk answers measured inside the server (`craft_chunk_build_seconds`, building the "
+              f"answer from cached chunks, queueing excluded), run `chunks`: {chunk_hist['count']:,} answers, "
+              f"p50 ≤ {fmt(chunk_hist['p50_ms'])} ms, p99 ≤ {fmt(chunk_hist['p99_ms'])} ms (upper bounds of "
+              "the histogram's power-of-two buckets). The swarm's own chunk-answer column is end to end: "
+              "TCP, the game loop's queue and the bots' scheduling included.\n")
+    if idle:
+        w("## Idle connections (`craft-bench idle`)\n")
+        w(f"{idle['connected']:,} connections that only sent `V,1`: "
+          f"{fmt(idle['kib_per_connection'])} KiB of server RSS each "
+          f"(server RSS {fmt(idle['server']['rss_before_kib'] / 1024)} MiB before, "
+          f"{fmt(idle['server']['rss_joined_kib'] / 1024)} MiB with them).\n")
+
+    # --- micro-benchmarks -----------------------------------------------------
+    rows = criterion_rows(args.criterion) if args.criterion else []
+    if rows:
+        w("## Micro-benchmarks (criterion, short runs)\n")
+        w("| benchmark | time | throughput |")
+        w("|---|---|---|")
+        for name, ns, rate in rows:
+            w(f"| `{name}` | {duration_ns(ns)} | {rate} |")
+        w("")
+
+    w("## Reading these figures\n")
+    w("- Two shared cores run the server, the bots, PostgreSQL and the emulators at once: "
+      "the swarm's fan-out (every edit goes to every player in range: 1,000 bots in one chunk "
+      "make a million lines a second) competes with the bots' own parsing for the same CPUs. "
+      "Where a target is missed, the server's CPU column shows whether the server or the "
+      "machine was the limit; on a dedicated 8-core node the game loop has the cores to itself.\n"
+      "- What would reach 5,000 bots over 50 × 50 chunks at p99 ≤ 100 ms: the game loop is one "
+      "task (simple, ordered, no locks); fan-out already happens on the connection writers. The next "
+      "steps are sharding the world by region over several loop tasks, and running the bots on "
+      "another machine so the server gets both cores.\n"
+      "- DynamoDB and Data API latencies here are the emulators' (Python moto, dataapi-local over "
+      "the same PostgreSQL); on AWS expect single-digit milliseconds per request inside a region. "
+      "Their request and capacity counts are exact for the calls the store makes.\n")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -153,6 +153,10 @@ def histogram_quantiles(metrics_path, name):
     return {"count": int(total), "p50_ms": q(0.5) * 1e3, "p99_ms": q(0.99) * 1e3}
 
 
+def dollars(v):
+    return f"${v:,.2f}" if v >= 0.1 else f"${v:.4f}"
+
+
 def usage(u, name):
     return (u or {}).get(name)
 
@@ -180,7 +184,7 @@ def main():
       "times. Release builds throughout.\n")
     w("Reproduce: `scripts/bench.sh` (starts PostgreSQL or a private cluster, moto and "
       "dataapi-local like `scripts/test.sh`, builds in release, runs everything, rewrites "
-      "this file). `scripts/bench.sh --quick` checks the pipeline in a minute.\n")
+      "this file). `scripts/bench.sh --quick` checks the pipeline with tiny runs (figures are noise).\n")
 
     # --- targets ---------------------------------------------------------
     one = sw.get("one-chunk")
@@ -247,7 +251,7 @@ def main():
                 if s["backend"] in ("postgres", "dataapi") else None
             rel = pct(s["import"]["edits_per_s"], b["import_rows_per_s"]) + f" of {b['name']}" if b else "–"
             sus = s["sustain"]
-            w(f"| {s['label']} | {s['import']['edits']:,}{' (time budget)' if s['import']['truncated'] else ''} "
+            w(f"| {s['label']} | {s['import']['edits']:,}{' (cut short)' if s['import']['truncated'] else ''} "
               f"| {fmt(s['import']['edits_per_s'])} | {rel} "
               f"| {'≥ ' if sus['capped'] else ''}{sus['sustained_edits_per_s']:,} "
               f"| {fmt(sus['throughput_edits_per_s'])} "
@@ -255,6 +259,9 @@ def main():
         for b in st["baselines"]:
             w(f"| baseline: {b['name']} | {b['import_rows']:,} | {fmt(b['import_rows_per_s'])} | 100% | | | |")
         w("")
+        w("*Cut short*: the import stopped at its time budget or at a per-store limit "
+          "(`--import-limit`: DynamoDB gets a 100,000-change world because moto, one Python "
+          "process, slows down as its table grows); the rate is what it reached meanwhile.\n")
         w("*Sustained* is the highest rate (doubling from 1,000/s) at which every commit of one "
           "interval's batch (rate × 1 s, over 100 busy chunks, updates and inserts) finished within "
           "the interval; `≥` means the benchmark's ceiling was reached first. *Back-to-back* is the "
@@ -310,14 +317,14 @@ def main():
                 w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} requests, {fmt(wcu)} WRU, "
                   f"{fmt(rcu)} RRU (estimated by the store; moto reports "
                   f"{fmt(usage(per, 'dynamodb_consumed_write_capacity_units_total'))} consumed WCU) "
-                  f"| {fmt(usage(load, 'store_requests_total'))} requests, {fmt(lrcu)} RRU | ${price:,.2f} |")
+                  f"| {fmt(usage(load, 'store_requests_total'))} requests, {fmt(lrcu)} RRU | {dollars(price)} |")
             elif s["backend"] == "dataapi":
                 units = usage(per, "dataapi_billed_request_units_total")
                 price = (units or 0) * DATAAPI_REQUEST / 1e6 * 1000
                 w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} requests, "
                   f"{fmt(units)} billed 32 KiB units | "
                   f"{fmt(usage(load, 'store_requests_total'))} requests, "
-                  f"{fmt(usage(load, 'dataapi_billed_request_units_total'))} units | ${price:,.2f} (+ Aurora ACUs) |")
+                  f"{fmt(usage(load, 'dataapi_billed_request_units_total'))} units | {dollars(price)} (+ Aurora ACUs) |")
             else:
                 w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} round trips "
                   f"| {fmt(usage(load, 'store_requests_total'))} round trips | no per-request price |")
@@ -330,20 +337,29 @@ def main():
           "(alternately placing and removing a block); every other player who should see an "
           "edit is expected to receive it. The server is a release `craft-server --store memory:` "
           "on the same machine as the bots.\n")
-        w("| run | bots | chunks | edits sent | delivered | edit p50 / p99 / max ms | chunk answer p50 / p99 ms | lines out/s | server CPU | server RSS | KiB per bot |")
+        w("| run | bots | chunks | edits sent | delivered | edit p50 / p99 / max ms | chunk answer p50 / p99 ms | lines/s to / from server | server CPU | server RSS | KiB per bot |")
         w("|---|---|---|---|---|---|---|---|---|---|---|")
         for label, s in sw.items():
             e = s["edits"]
             c = s["chunk_answers_active"]["latency"]
             srv = s.get("server") or {}
-            proc = srv.get("process") or {}
+            proc = srv  # the process figures are flattened into it
             w(f"| {label} | {s['bots']:,} | {s['chunks']} | {e['sent']:,} | {100 * e['delivery_ratio']:.2f}% "
               f"| {fmt(e['latency']['p50_ms'])} / {fmt(e['latency']['p99_ms'])} / {fmt(e['latency']['max_ms'])} "
               f"| {fmt(c['p50_ms'])} / {fmt(c['p99_ms'])} "
-              f"| {fmt(s['lines']['out_per_s'])} "
+              f"| {fmt(s['lines']['out_per_s'])} / {fmt(s['lines']['in_per_s'])} "
               f"| {fmt(proc.get('cpu_percent'))}% | {fmt((proc.get('rss_peak_kib') or 0) / 1024)} MiB "
               f"| {fmt(srv.get('kib_per_player_active'))} |")
         w("")
+        for label, s in sw.items():
+            e = s["edits"]
+            if e["delivery_ratio"] < 0.9999 and s["duration_s"]:
+                need = e["expected_deliveries"] / s["duration_s"]
+                w(f"Run `{label}` asked for {fmt(need)} edit deliveries a second (each edit goes to "
+                  f"every player within {s['edit_radius']} chunks), on top of position updates; the "
+                  f"server sent {fmt(s['lines']['in_per_s'])} lines a second at {fmt(s['server']['cpu_percent'] if s.get('server') else None)}% "
+                  f"CPU while the bots used {fmt(s['generator']['cpu_percent'])}% of the same two cores. "
+                  "Deliveries that had not arrived when the run ended count as lost.\n")
         if chunk_hist:
             w(f"Chunk answers measured inside the server (`craft_chunk_build_seconds`, building the "
               f"answer from cached chunks, queueing excluded), run `chunks`: {chunk_hist['count']:,} answers, "
@@ -373,13 +389,25 @@ def main():
       "make a million lines a second) competes with the bots' own parsing for the same CPUs. "
       "Where a target is missed, the server's CPU column shows whether the server or the "
       "machine was the limit; on a dedicated 8-core node the game loop has the cores to itself.\n"
-      "- What would reach 5,000 bots over 50 × 50 chunks at p99 ≤ 100 ms: the game loop is one "
-      "task (simple, ordered, no locks); fan-out already happens on the connection writers. The next "
-      "steps are sharding the world by region over several loop tasks, and running the bots on "
-      "another machine so the server gets both cores.\n"
+      "- What would reach 5,000 bots over 50 × 50 chunks at p99 ≤ 100 ms: the work grows with "
+      "players × players in range, and 5,000 evenly spread bots put ~1,900 players within the "
+      "15-chunk edit radius of each edit (the client keeps chunks up to 14 away, so the radius "
+      "cannot shrink much). Levers, in order of payoff: run the bots on another machine so the "
+      "server has both cores (the bots parse every line they receive); shard the world by region "
+      "over several game-loop tasks (today one task owns the world: simple, ordered, no locks); "
+      "send edits only to players that requested the chunk (the client re-requests a chunk with "
+      "its key when it comes back, so nothing is lost): about half the lines for real clients, "
+      "which load chunks 10 away, and far fewer for these bots, which load 3 × 3 chunks; send "
+      "positions at a lower rate to far players.\n"
       "- DynamoDB and Data API latencies here are the emulators' (Python moto, dataapi-local over "
       "the same PostgreSQL); on AWS expect single-digit milliseconds per request inside a region. "
-      "Their request and capacity counts are exact for the calls the store makes.\n")
+      "Their request and capacity counts are exact for the calls the store makes. moto is one "
+      "Python process: it cannot commit even 1,000 edits a second here, so DynamoDB's sustained "
+      "rate in this file is moto's, not the store's (the store keeps 16 requests in flight).\n"
+      "- DynamoDB write units: a block item write is 1 WRU, and its local secondary index on the "
+      "key costs 1 more on insert and 2 more on update (old index entry removed, new one written), "
+      "plus the per-chunk key reservation and head update. That is the price of incremental sync "
+      "reading only newer rows.\n")
     print("\n".join(out))
 
 

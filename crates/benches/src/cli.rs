@@ -212,6 +212,11 @@ pub struct StoresArgs {
     #[arg(long, value_parser = parse_duration, default_value = "120s")]
     pub import_budget: Duration,
 
+    /// Import at most N changes into the store LABEL (repeat), e.g.
+    /// dynamodb=100000 for the emulator.
+    #[arg(long, value_name = "LABEL=N", value_parser = parse_limit)]
+    pub import_limit: Vec<(String, usize)>,
+
     /// The server's commit interval (a sustained rate must commit each
     /// interval's batch within it).
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
@@ -233,6 +238,11 @@ pub struct StoresArgs {
     #[arg(long, default_value_t = 50)]
     pub load_samples: usize,
 
+    /// Longest time spent on the loads of one chunk size, and on the
+    /// incremental-sync loads (at least two of each are made).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub load_budget: Duration,
+
     /// Incremental-sync samples.
     #[arg(long, default_value_t = 20)]
     pub sync_samples: usize,
@@ -249,6 +259,12 @@ pub struct StoresArgs {
     /// Append the JSON result line to this file.
     #[arg(long, value_name = "FILE")]
     pub json_out: Option<PathBuf>,
+}
+
+fn parse_limit(s: &str) -> Result<(String, usize), String> {
+    let (label, n) = parse_labelled(s)?;
+    let n = n.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    Ok((label, n))
 }
 
 fn parse_labelled(s: &str) -> Result<(String, String), String> {
@@ -419,11 +435,13 @@ impl Cli {
                         .collect(),
                     import_edits: args.import_edits,
                     import_budget: args.import_budget,
+                    import_limits: args.import_limit.into_iter().collect(),
                     commit_interval: args.commit_interval,
                     sustain_budget: args.sustain_budget,
                     max_rate: args.max_rate.max(1000),
                     load_sizes: args.load_sizes,
                     load_samples: args.load_samples.max(1),
+                    load_budget: args.load_budget,
                     sync_samples: args.sync_samples.max(1),
                     pg_baseline: args.pg_baseline,
                     sqlite_baseline: args.sqlite_baseline,

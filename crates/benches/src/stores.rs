@@ -55,6 +55,9 @@ pub struct StoresConfig {
     pub import_edits: usize,
     /// Longest time spent importing into one store.
     pub import_budget: Duration,
+    /// A smaller import for some stores, by label (the DynamoDB emulator
+    /// slows down as its table grows).
+    pub import_limits: BTreeMap<String, usize>,
     /// The server's commit interval.
     pub commit_interval: Duration,
     /// Longest time spent on sustained edits per store.
@@ -65,6 +68,9 @@ pub struct StoresConfig {
     pub load_sizes: Vec<usize>,
     /// Loads measured per size.
     pub load_samples: usize,
+    /// Longest time spent on one size's loads (at least two are made):
+    /// the DynamoDB emulator takes seconds per large chunk.
+    pub load_budget: Duration,
     /// Incremental-sync samples.
     pub sync_samples: usize,
     /// PostgreSQL for the `COPY` baseline (a schema is created and dropped).
@@ -152,7 +158,8 @@ impl Usage {
 pub struct ImportResult {
     /// Changes written.
     pub edits: usize,
-    /// Whether the budget stopped it before `import_edits`.
+    /// Whether the time budget or a per-store limit stopped it before
+    /// `import_edits`.
     pub truncated: bool,
     /// Seconds.
     pub seconds: f64,
@@ -379,7 +386,7 @@ async fn measure(
     store: &Arc<dyn BlockStore>,
 ) -> Result<StoreReport, String> {
     let mut heads: BTreeMap<ChunkPos, Key> = BTreeMap::new();
-    let import = import(config, store, &mut heads).await?;
+    let import = import(config, label, store, &mut heads).await?;
     info!(store = %label, edits_per_s = import.edits_per_s, "import done");
     let sustain = sustain(config, store, &mut heads).await?;
     info!(store = %label, sustained = sustain.sustained_edits_per_s, "sustained edits done");
@@ -412,9 +419,15 @@ async fn apply(
 
 async fn import(
     config: &StoresConfig,
+    label: &str,
     store: &Arc<dyn BlockStore>,
     heads: &mut BTreeMap<ChunkPos, Key>,
 ) -> Result<ImportResult, String> {
+    let limit = config
+        .import_limits
+        .get(label)
+        .copied()
+        .unwrap_or(usize::MAX);
     let before = Usage::of(&**store);
     let started = Instant::now();
     let mut written = 0;
@@ -425,7 +438,7 @@ async fn import(
         if batch.len() >= IMPORT_BATCH {
             apply(store, &std::mem::take(&mut batch), heads).await?;
             written += IMPORT_BATCH;
-            if started.elapsed() > config.import_budget {
+            if started.elapsed() > config.import_budget || written >= limit {
                 truncated = written < config.import_edits;
                 break;
             }
@@ -521,7 +534,10 @@ async fn sustain(
 }
 
 /// The rows of the load chunk of `size_index` holding `changes` blocks.
-pub fn load_rows(size_index: usize, changes: usize) -> impl Iterator<Item = (ChunkPos, BlockPos, i32)> {
+pub fn load_rows(
+    size_index: usize,
+    changes: usize,
+) -> impl Iterator<Item = (ChunkPos, BlockPos, i32)> {
     let chunk = load_chunk_of(size_index);
     (0..changes).map(move |j| (chunk, position(chunk, j, 1), value(j)))
 }
@@ -557,7 +573,10 @@ async fn loads(
         }
         let before = Usage::of(&**store);
         let mut samples = Vec::with_capacity(config.load_samples);
-        for _ in 0..config.load_samples {
+        let budget = Instant::now();
+        while samples.len() < config.load_samples
+            && (samples.len() < 2 || budget.elapsed() < config.load_budget)
+        {
             let started = Instant::now();
             store
                 .load_chunk(chunk, 0)
@@ -568,9 +587,7 @@ async fn loads(
         results.push(LoadResult {
             changes,
             latency: Quantiles::of(&samples),
-            per_load: Usage::of(&**store)
-                .since(&before)
-                .per(config.load_samples, 1.0),
+            per_load: Usage::of(&**store).since(&before).per(samples.len(), 1.0),
         });
     }
     Ok(results)
@@ -587,7 +604,11 @@ async fn sync(
     let target = import_chunk(chunks - 1, chunks);
     let mut load_since = Vec::new();
     let mut round = 1000;
-    for _ in 0..config.sync_samples {
+    let budget = Instant::now();
+    for n in 0..config.sync_samples {
+        if n >= 2 && budget.elapsed() > config.load_budget {
+            break;
+        }
         let held = heads.get(&target).copied().unwrap_or(0);
         round += 1;
         let mut batch = Batch::new();

@@ -9,7 +9,13 @@ use std::time::Duration;
 
 use benches::stores::{self, StoresConfig, StoresReport};
 use craft_server::config::StoreUrl;
-use world_core::conformance::test_service;
+
+/// A test service's address from `scripts/test.sh`, if it started one.
+/// (Not `world_core::conformance::test_service`: that feature would give
+/// world-core a second build in `scripts/bench.sh`'s release builds.)
+fn test_service(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty())
+}
 
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -65,11 +71,13 @@ async fn every_phase_runs_on_every_store() {
         stores: store_urls(dir.path()),
         import_edits: 2_500,
         import_budget: Duration::from_secs(60),
+        import_limits: Default::default(),
         commit_interval: Duration::from_secs(1),
         sustain_budget: Duration::from_millis(1),
         max_rate: 2_000,
         load_sizes: vec![50, 300],
         load_samples: 2,
+        load_budget: Duration::from_secs(5),
         sync_samples: 2,
         pg_baseline: test_service("CRAFT_TEST_POSTGRES_URL"),
         sqlite_baseline: Some(dir.path().to_owned()),
@@ -84,10 +92,13 @@ async fn every_phase_runs_on_every_store() {
         assert_eq!(s.loads[1].changes, 300);
         assert_eq!(s.sync.held, 3, "{}", s.label);
         if s.backend != "memory" {
-            // Real backends count their requests: batches, not rows.
+            // Real backends count their requests: fewer than one per
+            // edit (these edits spread over 100 chunks, 10 each: DynamoDB
+            // pays two key-counter updates per chunk on top of its
+            // 25-item batches).
             let requests = s.sustain.per_1000.0["store_requests_total"];
             assert!(
-                requests > 0.0 && requests < 200.0,
+                requests > 0.0 && requests < 500.0,
                 "{}: {requests} requests per 1,000 edits",
                 s.label
             );
@@ -120,7 +131,12 @@ async fn every_phase_runs_on_every_store() {
         "bench_report.py failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for section in ["## Stores", "### Chunk loads", "### Incremental sync", "sqlite-insert"] {
+    for section in [
+        "## Stores",
+        "### Chunk loads",
+        "### Incremental sync",
+        "sqlite-insert",
+    ] {
         assert!(stdout.contains(section), "{section} missing:\n{stdout}");
     }
 }

@@ -633,7 +633,7 @@ async fn sync(
     let imported: Vec<ChunkPos> = (0..chunks).map(|i| import_chunk(i, chunks)).collect();
     let mut changed_samples = Vec::new();
     let mut usage = Usage::default();
-    for s in 0..config.sync_samples.min(10).max(1) {
+    for s in 0..config.sync_samples.clamp(1, 10) {
         let held: Vec<ChunkHead> = imported
             .iter()
             .map(|c| ChunkHead {

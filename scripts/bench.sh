@@ -94,14 +94,19 @@ dataapi_url+="&access_key_id=local&secret_access_key=local"
     --json-out "$results" >/dev/null
 
 # --- swarms ---------------------------------------------------------------
+# Appends the last JSON line of FILE to the results, tagged with LABEL.
+add_labelled() { # file label
+    python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); r["label"]=sys.argv[2]; print(json.dumps(r))' \
+        "$1" "$2" >>"$results"
+}
+
 swarm() { # label, then craft-bench swarm arguments
     local label=$1
     shift
     phase "swarm: $label"
     "$bin/craft-bench" --threads 1 swarm --server-bin "$bin/craft-server" "$@" \
         --json-out "$work/swarm-$label.json" >/dev/null
-    python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); r["label"]=sys.argv[2]; print(json.dumps(r))' \
-        "$work/swarm-$label.json" "$label" >>"$results"
+    add_labelled "$work/swarm-$label.json" "$label"
 }
 
 swarm one-chunk --spawn-server --bots "$bots_one" --chunks 1x1 --duration "$swarm_secs"
@@ -122,8 +127,7 @@ wait_for_port 127.0.0.1 "$game_port" craft-server
     --bots 100 --chunks 10x10 --chunk-radius 2 --chunk-rate 5 --edit-rate 1 \
     --duration "$swarm_secs" --json-out "$work/swarm-chunks.json" >/dev/null
 curl -fsS "http://127.0.0.1:$admin_port/metrics" >"$work/metrics-chunks.txt"
-python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); r["label"]="chunks"; print(json.dumps(r))' \
-    "$work/swarm-chunks.json" >>"$results"
+add_labelled "$work/swarm-chunks.json" chunks
 kill "$server_pid" 2>/dev/null || true
 
 phase "idle connections"

@@ -270,7 +270,7 @@ impl StoresReport {
                 s.label,
                 s.import.edits_per_s,
                 s.import.edits,
-                if s.import.truncated { ", budget hit" } else { "" },
+                if s.import.truncated { ", cut short" } else { "" },
                 s.sustain.sustained_edits_per_s,
                 if s.sustain.capped { "+" } else { "" },
                 s.sustain.throughput_edits_per_s,
@@ -334,9 +334,14 @@ fn meta() -> ChangeMeta {
     ChangeMeta::default()
 }
 
+/// Chunks of an imported world of `edits` changes (at least one).
+fn world_chunks(edits: usize) -> usize {
+    edits.div_ceil(PER_CHUNK).max(1)
+}
+
 /// The rows of the imported world, in import order: `(chunk, pos, w)`.
 pub fn world_rows(edits: usize) -> impl Iterator<Item = (ChunkPos, BlockPos, i32)> {
-    let chunks = edits.div_ceil(PER_CHUNK);
+    let chunks = world_chunks(edits);
     (0..edits).map(move |n| {
         let chunk = import_chunk(n / PER_CHUNK, chunks);
         let j = n % PER_CHUNK;
@@ -417,6 +422,33 @@ async fn apply(
     Ok(elapsed)
 }
 
+/// Writes `rows` in batches of [`IMPORT_BATCH`], asking `more(written)`
+/// after each full batch whether to go on; returns the rows written.
+async fn write_rows(
+    store: &Arc<dyn BlockStore>,
+    rows: impl Iterator<Item = (ChunkPos, BlockPos, i32)>,
+    heads: &mut BTreeMap<ChunkPos, Key>,
+    mut more: impl FnMut(usize) -> bool,
+) -> Result<usize, String> {
+    let mut written = 0;
+    let mut batch = Batch::new();
+    for (chunk, pos, w) in rows {
+        batch.set_block(chunk, pos, w, meta());
+        if batch.len() >= IMPORT_BATCH {
+            apply(store, &std::mem::take(&mut batch), heads).await?;
+            written += IMPORT_BATCH;
+            if !more(written) {
+                return Ok(written);
+            }
+        }
+    }
+    if !batch.is_empty() {
+        written += batch.len();
+        apply(store, &batch, heads).await?;
+    }
+    Ok(written)
+}
+
 async fn import(
     config: &StoresConfig,
     label: &str,
@@ -430,28 +462,14 @@ async fn import(
         .unwrap_or(usize::MAX);
     let before = Usage::of(&**store);
     let started = Instant::now();
-    let mut written = 0;
-    let mut truncated = false;
-    let mut batch = Batch::new();
-    for (chunk, pos, w) in world_rows(config.import_edits) {
-        batch.set_block(chunk, pos, w, meta());
-        if batch.len() >= IMPORT_BATCH {
-            apply(store, &std::mem::take(&mut batch), heads).await?;
-            written += IMPORT_BATCH;
-            if started.elapsed() > config.import_budget || written >= limit {
-                truncated = written < config.import_edits;
-                break;
-            }
-        }
-    }
-    if !batch.is_empty() {
-        written += batch.len();
-        apply(store, &batch, heads).await?;
-    }
+    let written = write_rows(store, world_rows(config.import_edits), heads, |written| {
+        started.elapsed() <= config.import_budget && written < limit
+    })
+    .await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(ImportResult {
         edits: written,
-        truncated,
+        truncated: written < config.import_edits,
         seconds,
         edits_per_s: written as f64 / seconds.max(1e-9),
         per_1000: Usage::of(&**store).since(&before).per(written, 1000.0),
@@ -477,7 +495,7 @@ async fn sustain(
     store: &Arc<dyn BlockStore>,
     heads: &mut BTreeMap<ChunkPos, Key>,
 ) -> Result<SustainResult, String> {
-    let chunks = config.import_edits.div_ceil(PER_CHUNK).max(1);
+    let chunks = world_chunks(config.import_edits);
     let hot: Vec<ChunkPos> = (0..HOT_CHUNKS).map(|i| import_chunk(i, chunks)).collect();
     let interval = config.commit_interval.max(Duration::from_millis(1));
     let before = Usage::of(&**store);
@@ -488,7 +506,7 @@ async fn sustain(
     let mut capped = false;
     let mut rate = 1000usize;
     let mut round = 0;
-    'rates: loop {
+    loop {
         let n = ((rate as f64 * interval.as_secs_f64()).round() as usize).max(1);
         let mut worst = Duration::ZERO;
         for _ in 0..2 {
@@ -510,7 +528,7 @@ async fn sustain(
             kept_up,
         });
         if !kept_up {
-            break 'rates;
+            break;
         }
         sustained = rate;
         if rate >= config.max_rate {
@@ -550,16 +568,7 @@ async fn loads(
     let mut heads = BTreeMap::new();
     for (i, &changes) in config.load_sizes.iter().enumerate() {
         let chunk = load_chunk_of(i);
-        let mut batch = Batch::new();
-        for (c, pos, w) in load_rows(i, changes) {
-            batch.set_block(c, pos, w, meta());
-            if batch.len() >= IMPORT_BATCH {
-                apply(store, &std::mem::take(&mut batch), &mut heads).await?;
-            }
-        }
-        if !batch.is_empty() {
-            apply(store, &batch, &mut heads).await?;
-        }
+        write_rows(store, load_rows(i, changes), &mut heads, |_| true).await?;
         // One load to warm caches and check the data.
         let data = store
             .load_chunk(chunk, 0)
@@ -598,7 +607,7 @@ async fn sync(
     store: &Arc<dyn BlockStore>,
     heads: &mut BTreeMap<ChunkPos, Key>,
 ) -> Result<SyncResult, String> {
-    let chunks = config.import_edits.div_ceil(PER_CHUNK).max(1);
+    let chunks = world_chunks(config.import_edits);
     // A chunk of the imported world (1,000 changes, more after the
     // sustained phase) that the hot edits did not touch when possible.
     let target = import_chunk(chunks - 1, chunks);

@@ -9,14 +9,9 @@
 //! | `memory:` | in memory, lost on exit (tests, benchmarks) | always |
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use async_trait::async_trait;
-use world_core::coords::ChunkPos;
-use world_core::store::{
-    ApplyReceipt, Batch, ChunkData, ChunkHead, Key, MemoryStore, PlayerRecord, StoreCounter,
-    StoreResult,
-};
+use world_core::store::{ForwardingStore, MemoryStore, StoreCall};
 use world_core::{BlockStore, StoreError};
 
 use crate::config::StoreUrl;
@@ -178,14 +173,26 @@ impl Instrumented {
             health,
         }
     }
+}
 
-    fn record<T>(&self, op: &'static str, started: Instant, result: &StoreResult<T>) {
+impl ForwardingStore for Instrumented {
+    fn target(&self) -> &dyn BlockStore {
+        &*self.inner
+    }
+
+    fn after(&self, call: StoreCall<'_>, elapsed: Duration, outcome: Result<(), &StoreError>) {
+        // Closing is not a call whose latency or failure means anything
+        // for the store's health.
+        if matches!(call, StoreCall::Close) {
+            return;
+        }
+        let op = call.name();
         self.metrics
             .store_call_seconds
             .get_or_create(&OpLabel { op: op.to_owned() })
-            .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(_) => self.health.store_result(true),
+            .observe(elapsed.as_secs_f64());
+        match outcome {
+            Ok(()) => self.health.store_result(true),
             Err(e) => {
                 self.metrics
                     .store_errors
@@ -199,57 +206,5 @@ impl Instrumented {
                 }
             }
         }
-    }
-}
-
-macro_rules! timed {
-    ($self:ident, $op:literal, $call:expr) => {{
-        let started = Instant::now();
-        let result = $call.await;
-        $self.record($op, started, &result);
-        result
-    }};
-}
-
-#[async_trait]
-impl BlockStore for Instrumented {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-
-    async fn load_chunk(&self, chunk: ChunkPos, since: Key) -> StoreResult<ChunkData> {
-        timed!(self, "load_chunk", self.inner.load_chunk(chunk, since))
-    }
-
-    async fn apply(&self, batch: &Batch) -> StoreResult<ApplyReceipt> {
-        timed!(self, "apply", self.inner.apply(batch))
-    }
-
-    async fn changed_chunks(&self, held: &[ChunkHead]) -> StoreResult<Vec<ChunkHead>> {
-        timed!(self, "changed_chunks", self.inner.changed_chunks(held))
-    }
-
-    async fn list_chunks(&self) -> StoreResult<Vec<ChunkHead>> {
-        timed!(self, "list_chunks", self.inner.list_chunks())
-    }
-
-    async fn load_player(&self, name: &str) -> StoreResult<Option<PlayerRecord>> {
-        timed!(self, "load_player", self.inner.load_player(name))
-    }
-
-    async fn save_players(&self, players: &[PlayerRecord]) -> StoreResult<()> {
-        timed!(self, "save_players", self.inner.save_players(players))
-    }
-
-    fn counters(&self) -> Vec<StoreCounter> {
-        self.inner.counters()
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        timed!(self, "ping", self.inner.ping())
-    }
-
-    async fn close(&self) -> StoreResult<()> {
-        self.inner.close().await
     }
 }

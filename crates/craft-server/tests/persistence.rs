@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use support::TestServer;
 use world_core::coords::{BlockPos, ChunkPos};
-use world_core::store::{
-    ApplyReceipt, Batch, ChunkData, ChunkHead, Key, MemoryStore, PlayerRecord, StoreCounter,
-    StoreResult,
-};
+use world_core::store::{ForwardingStore, MemoryStore, StoreCall, StoreResult};
 use world_core::{BlockStore, StoreError};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -153,9 +150,14 @@ struct Flaky {
     down: AtomicBool,
 }
 
-impl Flaky {
-    fn check(&self) -> StoreResult<()> {
-        if self.down.load(Ordering::SeqCst) {
+#[async_trait]
+impl ForwardingStore for Flaky {
+    fn target(&self) -> &dyn BlockStore {
+        &self.inner
+    }
+
+    async fn before(&self, call: StoreCall<'_>) -> StoreResult<()> {
+        if self.down.load(Ordering::SeqCst) && !matches!(call, StoreCall::Close) {
             Err(StoreError::Unavailable {
                 message: "switched off by the test".into(),
                 source: None,
@@ -163,47 +165,6 @@ impl Flaky {
         } else {
             Ok(())
         }
-    }
-}
-
-#[async_trait]
-impl BlockStore for Flaky {
-    fn backend(&self) -> &'static str {
-        "flaky"
-    }
-    async fn load_chunk(&self, chunk: ChunkPos, since: Key) -> StoreResult<ChunkData> {
-        self.check()?;
-        self.inner.load_chunk(chunk, since).await
-    }
-    async fn apply(&self, batch: &Batch) -> StoreResult<ApplyReceipt> {
-        self.check()?;
-        self.inner.apply(batch).await
-    }
-    async fn changed_chunks(&self, held: &[ChunkHead]) -> StoreResult<Vec<ChunkHead>> {
-        self.check()?;
-        self.inner.changed_chunks(held).await
-    }
-    async fn list_chunks(&self) -> StoreResult<Vec<ChunkHead>> {
-        self.check()?;
-        self.inner.list_chunks().await
-    }
-    async fn load_player(&self, name: &str) -> StoreResult<Option<PlayerRecord>> {
-        self.check()?;
-        self.inner.load_player(name).await
-    }
-    async fn save_players(&self, players: &[PlayerRecord]) -> StoreResult<()> {
-        self.check()?;
-        self.inner.save_players(players).await
-    }
-    fn counters(&self) -> Vec<StoreCounter> {
-        self.inner.counters()
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        self.check()?;
-        self.inner.ping().await
-    }
-    async fn close(&self) -> StoreResult<()> {
-        self.inner.close().await
     }
 }
 

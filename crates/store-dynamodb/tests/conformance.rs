@@ -6,14 +6,10 @@ mod common;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use store_dynamodb::DynamoStore;
 use store_dynamodb::metrics::{CONSUMED_RCU, CONSUMED_WCU, ESTIMATED_RCU, ESTIMATED_WCU, REQUESTS};
 use world_core::BlockStore;
-use world_core::ChunkPos;
-use world_core::store::{
-    ApplyReceipt, Batch, ChunkData, ChunkHead, Key, PlayerRecord, StoreCounter, StoreResult,
-};
+use world_core::store::ForwardingStore;
 
 /// The store, reporting what it consumed when the check is over.
 #[derive(Debug)]
@@ -37,37 +33,9 @@ impl Drop for Reporting {
     }
 }
 
-#[async_trait]
-impl BlockStore for Reporting {
-    fn backend(&self) -> &'static str {
-        self.store.backend()
-    }
-    async fn load_chunk(&self, chunk: ChunkPos, since: Key) -> StoreResult<ChunkData> {
-        self.store.load_chunk(chunk, since).await
-    }
-    async fn apply(&self, batch: &Batch) -> StoreResult<ApplyReceipt> {
-        self.store.apply(batch).await
-    }
-    async fn changed_chunks(&self, held: &[ChunkHead]) -> StoreResult<Vec<ChunkHead>> {
-        self.store.changed_chunks(held).await
-    }
-    async fn list_chunks(&self) -> StoreResult<Vec<ChunkHead>> {
-        self.store.list_chunks().await
-    }
-    async fn load_player(&self, name: &str) -> StoreResult<Option<PlayerRecord>> {
-        self.store.load_player(name).await
-    }
-    async fn save_players(&self, players: &[PlayerRecord]) -> StoreResult<()> {
-        self.store.save_players(players).await
-    }
-    fn counters(&self) -> Vec<StoreCounter> {
-        self.store.counters()
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        self.store.ping().await
-    }
-    async fn close(&self) -> StoreResult<()> {
-        self.store.close().await
+impl ForwardingStore for Reporting {
+    fn target(&self) -> &dyn BlockStore {
+        &self.store
     }
 }
 

@@ -16,11 +16,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::any;
-use world_core::coords::ChunkPos;
-use world_core::store::{
-    ApplyReceipt, Batch, ChunkData, ChunkHead, Key, MemoryStore, PlayerRecord, StoreCounter,
-    StoreResult,
-};
+use world_core::store::{ForwardingStore, MemoryStore, StoreCall, StoreResult};
 use world_core::{BlockStore, StoreError};
 
 /// What happened, in order, across the store and the fakes.
@@ -92,48 +88,34 @@ impl TestStore {
 }
 
 #[async_trait]
-impl BlockStore for TestStore {
-    fn backend(&self) -> &'static str {
-        "test"
+impl ForwardingStore for TestStore {
+    fn target(&self) -> &dyn BlockStore {
+        &self.inner
     }
-    async fn load_chunk(&self, chunk: ChunkPos, since: Key) -> StoreResult<ChunkData> {
-        self.inner.load_chunk(chunk, since).await
-    }
-    async fn apply(&self, batch: &Batch) -> StoreResult<ApplyReceipt> {
-        while self.hold_apply.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+
+    async fn before(&self, call: StoreCall<'_>) -> StoreResult<()> {
+        match call {
+            StoreCall::Apply(_) => {
+                while self.hold_apply.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            StoreCall::Ping if self.ping_down.load(Ordering::SeqCst) => {
+                return Err(StoreError::unavailable(
+                    "test store is down",
+                    std::io::Error::other("down"),
+                ));
+            }
+            StoreCall::Close => self.note("store: close".to_owned()),
+            _ => {}
         }
-        let receipt = self.inner.apply(batch).await?;
-        self.note(format!("store: apply {}", batch.len()));
-        Ok(receipt)
+        Ok(())
     }
-    async fn changed_chunks(&self, held: &[ChunkHead]) -> StoreResult<Vec<ChunkHead>> {
-        self.inner.changed_chunks(held).await
-    }
-    async fn list_chunks(&self) -> StoreResult<Vec<ChunkHead>> {
-        self.inner.list_chunks().await
-    }
-    async fn load_player(&self, name: &str) -> StoreResult<Option<PlayerRecord>> {
-        self.inner.load_player(name).await
-    }
-    async fn save_players(&self, players: &[PlayerRecord]) -> StoreResult<()> {
-        self.inner.save_players(players).await
-    }
-    fn counters(&self) -> Vec<StoreCounter> {
-        self.inner.counters()
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        if self.ping_down.load(Ordering::SeqCst) {
-            return Err(StoreError::unavailable(
-                "test store is down",
-                std::io::Error::other("down"),
-            ));
+
+    fn after(&self, call: StoreCall<'_>, _: Duration, outcome: Result<(), &StoreError>) {
+        if let (StoreCall::Apply(batch), Ok(())) = (call, outcome) {
+            self.note(format!("store: apply {}", batch.len()));
         }
-        self.inner.ping().await
-    }
-    async fn close(&self) -> StoreResult<()> {
-        self.note("store: close".to_owned());
-        self.inner.close().await
     }
 }
 

@@ -7,13 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use store_postgres::{Config, ConfigBuilder, PostgresStore};
-use world_core::coords::ChunkPos;
-use world_core::store::{
-    ApplyReceipt, Batch, ChunkData, ChunkHead, Key, PlayerRecord, StoreCounter,
-};
-use world_core::{BlockStore, StoreResult};
+use world_core::BlockStore;
+use world_core::store::ForwardingStore;
 
 /// The test database URL, or `None` to skip.
 pub fn url() -> Option<String> {
@@ -109,37 +105,9 @@ pub async fn fresh_dyn() -> Option<Arc<dyn BlockStore>> {
         .map(|s| Arc::new(s) as Arc<dyn BlockStore>)
 }
 
-#[async_trait]
-impl BlockStore for TestStore {
-    fn backend(&self) -> &'static str {
-        self.store.backend()
-    }
-    async fn load_chunk(&self, chunk: ChunkPos, since: Key) -> StoreResult<ChunkData> {
-        self.store.load_chunk(chunk, since).await
-    }
-    async fn apply(&self, batch: &Batch) -> StoreResult<ApplyReceipt> {
-        self.store.apply(batch).await
-    }
-    async fn changed_chunks(&self, held: &[ChunkHead]) -> StoreResult<Vec<ChunkHead>> {
-        self.store.changed_chunks(held).await
-    }
-    async fn list_chunks(&self) -> StoreResult<Vec<ChunkHead>> {
-        self.store.list_chunks().await
-    }
-    async fn load_player(&self, name: &str) -> StoreResult<Option<PlayerRecord>> {
-        self.store.load_player(name).await
-    }
-    async fn save_players(&self, players: &[PlayerRecord]) -> StoreResult<()> {
-        self.store.save_players(players).await
-    }
-    fn counters(&self) -> Vec<StoreCounter> {
-        self.store.counters()
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        self.store.ping().await
-    }
-    async fn close(&self) -> StoreResult<()> {
-        self.store.close().await
+impl ForwardingStore for TestStore {
+    fn target(&self) -> &dyn BlockStore {
+        &self.store
     }
 }
 

@@ -102,3 +102,43 @@ impl StoreError {
         }
     }
 }
+
+/// `e` and its sources on one line (`outer: inner: root`), for errors that
+/// become plain strings. A source whose text the line already holds is not
+/// repeated (wrappers often include their source's message).
+pub fn error_chain(e: &dyn StdError) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(source) = next {
+        let text = source.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = source.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_skip_repeated_sources() {
+        let root = std::io::Error::other("connection refused");
+        let e = StoreError::unavailable("apply", root);
+        assert_eq!(
+            error_chain(&e),
+            "store unavailable: apply: connection refused"
+        );
+        let repeated = StoreError::unavailable(
+            "apply failed: connection refused",
+            std::io::Error::other("connection refused"),
+        );
+        assert_eq!(
+            error_chain(&repeated),
+            "store unavailable: apply failed: connection refused"
+        );
+    }
+}

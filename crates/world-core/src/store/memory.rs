@@ -11,7 +11,8 @@ use crate::coords::{BlockPos, ChunkPos};
 
 use super::{
     ApplyReceipt, Batch, BlockStore, ChunkAdvance, ChunkData, ChunkHead, Key, MAX_KEY,
-    PlayerRecord, StoreCounter, StoreError, StoreResult, StoredBlock, StoredLight, StoredSign,
+    PlayerRecord, StoreCounter, StoreCounters, StoreError, StoreResult, StoredBlock, StoredLight,
+    StoredSign,
 };
 
 #[derive(Debug, Default)]
@@ -27,15 +28,27 @@ struct State {
     closed: bool,
     chunks: HashMap<ChunkPos, Chunk>,
     players: HashMap<String, PlayerRecord>,
-    requests: BTreeMap<&'static str, u64>,
 }
+
+const REQUESTS: &str = "store_requests_total";
+const HELP: &[(&str, &str)] = &[(REQUESTS, "Requests made to the store, by operation.")];
 
 /// A [`BlockStore`] kept in a mutex-protected map. Every call is one
 /// critical section, so batches are trivially atomic and keys of a chunk
 /// become visible in order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    counters: StoreCounters,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            counters: StoreCounters::new(HELP),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -60,7 +73,7 @@ impl MemoryStore {
         if state.closed {
             return Err(StoreError::Closed);
         }
-        *state.requests.entry(op).or_default() += 1;
+        self.counters.incr(REQUESTS, &[("op", op)]);
         f(&mut state)
     }
 }
@@ -201,17 +214,7 @@ impl BlockStore for MemoryStore {
     }
 
     fn counters(&self) -> Vec<StoreCounter> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state
-            .requests
-            .iter()
-            .map(|(op, n)| StoreCounter {
-                name: "store_requests_total",
-                help: "Requests made to the store, by operation.",
-                labels: vec![("op", (*op).to_owned())],
-                value: *n as f64,
-            })
-            .collect()
+        self.counters.snapshot()
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -9,7 +9,9 @@
 //! changed.
 
 mod batch;
+mod counters;
 mod error;
+mod forward;
 mod memory;
 
 use async_trait::async_trait;
@@ -20,7 +22,9 @@ pub use batch::{
     Batch, BlockWrite, ChangeMeta, ChunkChanges, DecorClear, LightWrite, MAX_BLOCK_VALUE,
     MAX_STORED_TEXT_BYTES, MAX_TIME_MS, SignWrite,
 };
-pub use error::{BoxError, StoreError, StoreResult};
+pub use counters::{Labels, StoreCounters};
+pub use error::{BoxError, StoreError, StoreResult, error_chain};
+pub use forward::{ForwardingStore, StoreCall};
 pub use memory::MemoryStore;
 
 /// A chunk key. Keys are per chunk, start above 0 and never pass

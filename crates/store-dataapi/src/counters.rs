@@ -8,8 +8,7 @@
 //! plus the answer body, rounded up per request; AWS's own bill is the
 //! reference.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use aws_sdk_rdsdata::config::interceptors::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
@@ -17,7 +16,7 @@ use aws_sdk_rdsdata::config::interceptors::{
 use aws_sdk_rdsdata::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_rdsdata::error::BoxError;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
-use world_core::store::StoreCounter;
+use world_core::store::{StoreCounter, StoreCounters};
 
 use crate::error::Op;
 
@@ -37,81 +36,73 @@ pub const ROWS: &str = "dataapi_rows_total";
 /// The metering unit of the Data API's price (32 KiB of payload).
 pub const BILLING_UNIT_BYTES: u64 = 32 * 1024;
 
-fn help(name: &str) -> &'static str {
-    match name {
-        REQUESTS => "Data API HTTP requests sent (every attempt), by operation.",
-        REQUEST_BYTES => "Data API request body bytes sent, by operation.",
-        RESPONSE_BYTES => "Data API answer body bytes received, by operation.",
-        BILLED_UNITS => {
-            "Estimated billed Data API request units (request and answer payload in 32 KiB units)."
-        }
-        RETRIES => "Data API calls or batches retried by the store, by reason.",
-        ROWS => "Rows sent to batch and set statements, by statement.",
-        _ => "Data API store counter.",
-    }
-}
-
-type Labels = Vec<(&'static str, String)>;
+const HELP: &[(&str, &str)] = &[
+    (
+        REQUESTS,
+        "Data API HTTP requests sent (every attempt), by operation.",
+    ),
+    (
+        REQUEST_BYTES,
+        "Data API request body bytes sent, by operation.",
+    ),
+    (
+        RESPONSE_BYTES,
+        "Data API answer body bytes received, by operation.",
+    ),
+    (
+        BILLED_UNITS,
+        "Estimated billed Data API request units (request and answer payload in 32 KiB units).",
+    ),
+    (
+        RETRIES,
+        "Data API calls or batches retried by the store, by reason.",
+    ),
+    (ROWS, "Rows sent to batch and set statements, by statement."),
+];
 
 /// The counters of one store (shared with its interceptor).
-#[derive(Debug, Default)]
-pub struct Counters {
-    values: Mutex<BTreeMap<(&'static str, Labels), f64>>,
+#[derive(Debug)]
+pub struct Counters(StoreCounters);
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self(StoreCounters::new(HELP))
+    }
 }
 
 impl Counters {
-    /// Adds `value` to counter `name` with label `label`.
-    pub fn add(&self, name: &'static str, label: (&'static str, &str), value: f64) {
-        let labels = vec![(label.0, label.1.to_owned())];
-        let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        *values.entry((name, labels)).or_insert(0.0) += value;
-    }
-
     /// Counts a retry for `reason`.
-    pub fn retry(&self, reason: &str) {
-        self.add(RETRIES, ("reason", reason), 1.0);
+    pub fn retry(&self, reason: &'static str) {
+        self.0.incr(RETRIES, &[("reason", reason)]);
     }
 
     /// Counts `n` rows sent to `statement`.
-    pub fn rows(&self, statement: &str, n: usize) {
-        self.add(ROWS, ("statement", statement), n as f64);
+    pub fn rows(&self, statement: &'static str, n: usize) {
+        self.0.add(ROWS, &[("statement", statement)], n as f64);
     }
 
     fn sent(&self, op: Op, bytes: u64) {
-        self.add(REQUESTS, ("op", op.name()), 1.0);
-        self.add(REQUEST_BYTES, ("op", op.name()), bytes as f64);
+        let labels = [("op", op.name())];
+        self.0.incr(REQUESTS, &labels);
+        self.0.add(REQUEST_BYTES, &labels, bytes as f64);
     }
 
     fn answered(&self, op: Op, sent: u64, bytes: u64) {
-        self.add(RESPONSE_BYTES, ("op", op.name()), bytes as f64);
+        let labels = [("op", op.name())];
+        self.0.add(RESPONSE_BYTES, &labels, bytes as f64);
         let units = (sent + bytes).div_ceil(BILLING_UNIT_BYTES).max(1);
-        self.add(BILLED_UNITS, ("op", op.name()), units as f64);
+        self.0.add(BILLED_UNITS, &labels, units as f64);
     }
 
     /// A snapshot for `/metrics`.
     pub fn snapshot(&self) -> Vec<StoreCounter> {
-        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        values
-            .iter()
-            .map(|((name, labels), value)| StoreCounter {
-                name,
-                help: help(name),
-                labels: labels.clone(),
-                value: *value,
-            })
-            .collect()
+        self.0.snapshot()
     }
 
     /// The value of counter `name` with label value `label` (any label
     /// name), or the sum over all labels when `label` is `None`.
     pub fn get(&self, name: &str, label: Option<&str>) -> f64 {
-        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        values
-            .iter()
-            .filter(|((n, labels), _)| {
-                *n == name && label.is_none_or(|l| labels.iter().any(|(_, v)| v == l))
-            })
-            .fold(0.0, |total, (_, v)| total + v)
+        self.0.sum(name, label)
     }
 }
 

@@ -2,14 +2,13 @@
 //! operation (counted per HTTP attempt by an SDK interceptor), the capacity
 //! units DynamoDB reports, and the store's own estimate from item sizes.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::ConsumedCapacity;
-use world_core::store::StoreCounter;
+use world_core::store::{Labels, StoreCounter, StoreCounters};
 
 /// HTTP requests sent, by operation (every SDK attempt, retries included).
 pub const REQUESTS: &str = "store_requests_total";
@@ -36,54 +35,75 @@ pub const REWRITES: &str = "dynamodb_rewrites_total";
 /// Commit attempts that had to wait for an earlier reservation.
 pub const COMMIT_WAITS: &str = "dynamodb_commit_waits_total";
 
-fn help(name: &str) -> &'static str {
-    match name {
-        REQUESTS => "DynamoDB HTTP requests sent (every attempt), by operation.",
-        ERRORS => "DynamoDB operations that failed after retries, by operation and error kind.",
-        CONSUMED_RCU => "Read capacity units DynamoDB reported as consumed.",
-        CONSUMED_WCU => "Write capacity units DynamoDB reported as consumed.",
-        ESTIMATED_RCU => {
-            "Read capacity units estimated from item sizes (strongly consistent reads)."
-        }
-        ESTIMATED_WCU => {
-            "Write capacity units estimated from item sizes (block writes counted as updates of the key index)."
-        }
-        ITEMS => "Items or keys sent in batch requests, by operation.",
-        UNPROCESSED => "Items or keys DynamoDB left unprocessed and the store sent again.",
-        SKIPPED => "Uncommitted key reservations skipped as abandoned.",
-        REWRITES => {
-            "Chunk shares written again under new keys after their reservation was skipped."
-        }
-        COMMIT_WAITS => "Commit attempts that waited for an earlier reservation of the chunk.",
-        _ => "DynamoDB store counter.",
-    }
-}
-
-type Labels = Vec<(&'static str, String)>;
+const HELP: &[(&str, &str)] = &[
+    (
+        REQUESTS,
+        "DynamoDB HTTP requests sent (every attempt), by operation.",
+    ),
+    (
+        ERRORS,
+        "DynamoDB operations that failed after retries, by operation and error kind.",
+    ),
+    (
+        CONSUMED_RCU,
+        "Read capacity units DynamoDB reported as consumed.",
+    ),
+    (
+        CONSUMED_WCU,
+        "Write capacity units DynamoDB reported as consumed.",
+    ),
+    (
+        ESTIMATED_RCU,
+        "Read capacity units estimated from item sizes (strongly consistent reads).",
+    ),
+    (
+        ESTIMATED_WCU,
+        "Write capacity units estimated from item sizes (block writes counted as updates of the key index).",
+    ),
+    (ITEMS, "Items or keys sent in batch requests, by operation."),
+    (
+        UNPROCESSED,
+        "Items or keys DynamoDB left unprocessed and the store sent again.",
+    ),
+    (
+        SKIPPED,
+        "Uncommitted key reservations skipped as abandoned.",
+    ),
+    (
+        REWRITES,
+        "Chunk shares written again under new keys after their reservation was skipped.",
+    ),
+    (
+        COMMIT_WAITS,
+        "Commit attempts that waited for an earlier reservation of the chunk.",
+    ),
+];
 
 /// The counters of one store (shared with its interceptor).
-#[derive(Debug, Default)]
-pub struct Metrics {
-    values: Mutex<BTreeMap<(&'static str, Labels), f64>>,
+#[derive(Debug)]
+pub struct Metrics(StoreCounters);
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self(StoreCounters::new(HELP))
+    }
 }
 
 impl Metrics {
     /// Adds `value` to counter `name` with `labels`.
-    pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
-        let labels: Labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        *values.entry((name, labels)).or_insert(0.0) += value;
+    pub fn add(&self, name: &'static str, labels: Labels<'_>, value: f64) {
+        self.0.add(name, labels, value);
     }
 
     /// Adds one to counter `name` of operation `op`.
-    pub fn incr(&self, name: &'static str, op: &str) {
-        self.add(name, &[("op", op)], 1.0);
+    pub fn incr(&self, name: &'static str, op: &'static str) {
+        self.0.incr(name, &[("op", op)]);
     }
 
     /// Records what DynamoDB reported as consumed by `op`.
     pub fn consumed<'a>(
         &self,
-        op: &str,
+        op: &'static str,
         write: bool,
         capacity: impl IntoIterator<Item = &'a ConsumedCapacity>,
     ) {
@@ -100,7 +120,7 @@ impl Metrics {
     }
 
     /// Records the store's own estimate for `op`.
-    pub fn estimated(&self, op: &str, write: bool, units: f64) {
+    pub fn estimated(&self, op: &'static str, write: bool, units: f64) {
         self.add(
             if write { ESTIMATED_WCU } else { ESTIMATED_RCU },
             &[("op", op)],
@@ -110,25 +130,12 @@ impl Metrics {
 
     /// A snapshot for `/metrics`.
     pub fn snapshot(&self) -> Vec<StoreCounter> {
-        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        values
-            .iter()
-            .map(|((name, labels), value)| StoreCounter {
-                name,
-                help: help(name),
-                labels: labels.clone(),
-                value: *value,
-            })
-            .collect()
+        self.0.snapshot()
     }
 
     /// The sum of counter `name` over all labels (for tests and benches).
     pub fn total(&self, name: &str) -> f64 {
-        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        values
-            .iter()
-            .filter(|((n, _), _)| *n == name)
-            .fold(0.0, |total, (_, v)| total + v)
+        self.0.sum(name, None)
     }
 }
 

@@ -1,8 +1,6 @@
 //! Round trips and statements, by operation, for `/metrics` and benchmarks.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use world_core::store::StoreCounter;
+use world_core::store::{StoreCounter, StoreCounters};
 
 /// What a round trip was for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,49 +46,48 @@ impl Op {
     }
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    requests: [AtomicU64; Op::ALL.len()],
-    statements: [AtomicU64; Op::ALL.len()],
-    connections: AtomicU64,
+const REQUESTS: &str = "store_requests_total";
+const STATEMENTS: &str = "store_statements_total";
+const CONNECTIONS: &str = "store_connections_opened_total";
+const HELP: &[(&str, &str)] = &[
+    (REQUESTS, "Round trips to PostgreSQL, by operation."),
+    (
+        STATEMENTS,
+        "SQL statements sent to PostgreSQL (BEGIN and COMMIT included), by operation.",
+    ),
+    (CONNECTIONS, "Connections opened to PostgreSQL."),
+];
+
+/// The store's counters (every operation reported from the start).
+#[derive(Debug)]
+pub(crate) struct Counters(StoreCounters);
+
+impl Default for Counters {
+    fn default() -> Self {
+        let counters = StoreCounters::new(HELP);
+        for op in Op::ALL {
+            counters.declare(REQUESTS, &[("op", op.name())]);
+            counters.declare(STATEMENTS, &[("op", op.name())]);
+        }
+        counters.declare(CONNECTIONS, &[]);
+        Self(counters)
+    }
 }
 
 impl Counters {
     /// One round trip for `op` carrying `statements` SQL statements
     /// (pipelined or in one simple query).
     pub(crate) fn round_trip(&self, op: Op, statements: usize) {
-        self.requests[op as usize].fetch_add(1, Ordering::Relaxed);
-        self.statements[op as usize].fetch_add(statements as u64, Ordering::Relaxed);
+        let labels = [("op", op.name())];
+        self.0.incr(REQUESTS, &labels);
+        self.0.add(STATEMENTS, &labels, statements as f64);
     }
 
     pub(crate) fn connection_opened(&self) {
-        self.connections.fetch_add(1, Ordering::Relaxed);
+        self.0.incr(CONNECTIONS, &[]);
     }
 
     pub(crate) fn snapshot(&self) -> Vec<StoreCounter> {
-        let mut out = Vec::with_capacity(2 * Op::ALL.len() + 1);
-        for op in Op::ALL {
-            out.push(StoreCounter {
-                name: "store_requests_total",
-                help: "Round trips to PostgreSQL, by operation.",
-                labels: vec![("op", op.name().to_owned())],
-                value: self.requests[op as usize].load(Ordering::Relaxed) as f64,
-            });
-        }
-        for op in Op::ALL {
-            out.push(StoreCounter {
-                name: "store_statements_total",
-                help: "SQL statements sent to PostgreSQL (BEGIN and COMMIT included), by operation.",
-                labels: vec![("op", op.name().to_owned())],
-                value: self.statements[op as usize].load(Ordering::Relaxed) as f64,
-            });
-        }
-        out.push(StoreCounter {
-            name: "store_connections_opened_total",
-            help: "Connections opened to PostgreSQL.",
-            labels: Vec::new(),
-            value: self.connections.load(Ordering::Relaxed) as f64,
-        });
-        out
+        self.0.snapshot()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 use world_core::store::{
     ApplyReceipt, Batch, ChunkAdvance, ChunkData, ChunkHead, Key, MAX_KEY, PlayerRecord,
-    StoreCounter, StoredBlock, StoredLight, StoredSign,
+    StoreCounter, StoreCounters, StoredBlock, StoredLight, StoredSign,
 };
 use world_core::{BlockPos, BlockStore, ChunkPos, StoreError, StoreResult};
 
@@ -133,18 +133,35 @@ impl Op {
     }
 }
 
-#[derive(Default)]
-struct Counters {
-    transactions: [AtomicU64; Op::ALL.len()],
-    statements: [AtomicU64; Op::ALL.len()],
+const REQUESTS: &str = "store_requests_total";
+const STATEMENTS: &str = "store_statements_total";
+const COUNTER_HELP: &[(&str, &str)] = &[
+    (
+        REQUESTS,
+        "SQLite transactions run, by operation (the embedded store's round trips).",
+    ),
+    (
+        STATEMENTS,
+        "SQL statements executed inside those transactions, by operation.",
+    ),
+];
+
+/// The store's counters, every operation reported from the start.
+fn counters() -> StoreCounters {
+    let counters = StoreCounters::new(COUNTER_HELP);
+    for op in Op::ALL {
+        counters.declare(REQUESTS, &[("op", op.name())]);
+        counters.declare(STATEMENTS, &[("op", op.name())]);
+    }
+    counters
 }
 
-impl Counters {
-    fn record(&self, op: Op, statements: u64) {
-        if statements > 0 {
-            self.transactions[op as usize].fetch_add(1, Ordering::Relaxed);
-            self.statements[op as usize].fetch_add(statements, Ordering::Relaxed);
-        }
+/// Counts a transaction of `op` that ran `statements` statements.
+fn record(counters: &StoreCounters, op: Op, statements: u64) {
+    if statements > 0 {
+        let labels = [("op", op.name())];
+        counters.incr(REQUESTS, &labels);
+        counters.add(STATEMENTS, &labels, statements as f64);
     }
 }
 
@@ -166,7 +183,7 @@ struct Inner {
     writer: Arc<AsyncMutex<Option<Connection>>>,
     readers: Readers,
     closed: AtomicBool,
-    counters: Counters,
+    counters: StoreCounters,
 }
 
 /// The SQLite [`BlockStore`]; see the crate docs for the design.
@@ -206,10 +223,10 @@ impl SqliteStore {
                 config,
                 writer: Arc::new(AsyncMutex::new(Some(conn))),
                 closed: AtomicBool::new(false),
-                counters: Counters::default(),
+                counters: counters(),
             }),
         };
-        store.inner.counters.record(Op::Open, 1);
+        record(&store.inner.counters, Op::Open, 1);
         tracing::info!(
             config = %store.inner.config,
             schema_from = migration.from,
@@ -256,7 +273,7 @@ impl SqliteStore {
                 statements: 0,
             };
             let result = f(&mut session);
-            inner.counters.record(op, session.statements);
+            record(&inner.counters, op, session.statements);
             result
         })
         .await
@@ -295,7 +312,7 @@ impl SqliteStore {
                 statements: 0,
             };
             let result = f(&mut session);
-            inner.counters.record(op, session.statements);
+            record(&inner.counters, op, session.statements);
             inner
                 .readers
                 .idle
@@ -806,25 +823,7 @@ impl BlockStore for SqliteStore {
     }
 
     fn counters(&self) -> Vec<StoreCounter> {
-        let c = &self.inner.counters;
-        let mut out = Vec::with_capacity(Op::ALL.len() * 2);
-        for op in Op::ALL {
-            out.push(StoreCounter {
-                name: "store_requests_total",
-                help: "SQLite transactions run, by operation (the embedded store's round trips).",
-                labels: vec![("op", op.name().to_owned())],
-                value: c.transactions[op as usize].load(Ordering::Relaxed) as f64,
-            });
-        }
-        for op in Op::ALL {
-            out.push(StoreCounter {
-                name: "store_statements_total",
-                help: "SQL statements executed inside those transactions, by operation.",
-                labels: vec![("op", op.name().to_owned())],
-                value: c.statements[op as usize].load(Ordering::Relaxed) as f64,
-            });
-        }
-        out
+        self.inner.counters.snapshot()
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -872,7 +871,7 @@ impl BlockStore for SqliteStore {
                 Ok(_) => tracing::info!(path = %path.display(), "WAL checkpoint incomplete: another process is reading"),
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "WAL checkpoint failed on close"),
             }
-            inner.counters.record(Op::Close, 1);
+            record(&inner.counters, Op::Close, 1);
             conn.close().map_err(|(_, e)| map("close", e))?;
             tracing::info!(path = %path.display(), "closed the sqlite world file");
             Ok(())

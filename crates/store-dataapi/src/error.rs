@@ -1,32 +1,43 @@
 //! Data API failures by meaning, which of them are retried, and how they
 //! map onto [`StoreError`].
 //!
+//! SDK failures are sorted by `aws-common` (shared with the DynamoDB
+//! backend); the service's error answers are read for the Data API's own
+//! codes first:
+//!
 //! | service answer | [`DataApiError`] | retried | `StoreError` |
 //! |---|---|---|---|
 //! | `DatabaseResumingException` | `Resuming` | for `resume_wait` | `Unavailable` |
-//! | throttling codes, HTTP 429 | `Throttled` | `max_attempts` | `Unavailable` |
-//! | `StatementTimeoutException`, an HTTP call timing out | `Timeout` | `max_attempts` | `Unavailable` |
-//! | connection refused/reset, DNS | `Unreachable` | `max_attempts` | `Unavailable` |
-//! | HTTP 5xx, `InternalServerErrorException`, `ServiceUnavailableError`, `DatabaseUnavailableException`, `InvalidResourceStateException` | `ServiceFailure` | `max_attempts` | `Unavailable` |
+//! | `StatementTimeoutException` | `Aws(Timeout)` | `max_attempts` | `Unavailable` |
 //! | `TransactionNotFoundException` | `TransactionLost` | the whole batch, `max_attempts` | `Unavailable` |
-//! | `DatabaseErrorException` (or a v1 `BadRequestException` with a SQLSTATE) | `Database` | when its SQLSTATE is of class `Unavailable` | by SQLSTATE ([`pg_sql::classify_sqlstate`]) |
 //! | "Database response exceeded size limit" | `ResponseTooLarge` | reads: with smaller pages | `Other` |
+//! | `DatabaseErrorException` (or a v1 `BadRequestException` with a SQLSTATE) | `Database` | when its SQLSTATE is of class `Unavailable` | by SQLSTATE ([`pg_sql::classify_sqlstate`]) |
 //! | request over the size limit (HTTP 413) | `RequestTooLarge` | no | `Invalid` |
-//! | `BadRequestException`, `ValidationException` | `Rejected` | no | `Invalid` |
-//! | `UnsupportedResultException`, anything unknown | `Other` | no | `Other` |
-//! | `AccessDeniedException`, `ForbiddenException`, bad or expired credentials | `Denied` | no | `Config` |
 //! | `HttpEndpointNotEnabledException`, `InvalidSecretException`, `SecretsErrorException`, `DatabaseNotFoundException`, `NotFoundException` | `NotConfigured` | no | `Config` |
-//! | the request could not be built or signed (no credentials) | `Setup` | no | `Config` |
+//! | `DatabaseUnavailableException`, `InvalidResourceStateException` | `Aws(ServiceFailure)` | `max_attempts` | `Unavailable` |
+//! | `UnsupportedResultException` | `Aws(Other)` | no | `Other` |
+//!
+//! and then as every AWS failure (`aws_common::ServiceError::classify`):
+//!
+//! | failure | [`DataApiError`] | retried | `StoreError` |
+//! |---|---|---|---|
+//! | throttling codes, HTTP 429 | `Aws(Throttled)` | `max_attempts` | `Unavailable` |
+//! | an HTTP call timing out | `Aws(Timeout)` | `max_attempts` | `Unavailable` |
+//! | connection refused/reset, DNS | `Aws(Unreachable)` | `max_attempts` | `Unavailable` |
+//! | HTTP 5xx, `InternalServerErrorException`, `ServiceUnavailableError`, an unreadable answer | `Aws(ServiceFailure)` | `max_attempts` | `Unavailable` |
+//! | `BadRequestException`, `ValidationException`, other HTTP 400 | `Aws(Rejected)` | no | `Invalid` |
+//! | `AccessDeniedException`, `ForbiddenException`, bad or expired credentials | `Aws(Denied)` | no | `Config` |
+//! | the request could not be built or signed (no credentials) | `Aws(Setup)` | no | `Config` |
+//! | anything unknown | `Aws(Other)` | no | `Other` |
 //!
 //! No variant holds credentials: the SDK's errors do not carry them, and
 //! the service's messages name resources, not secrets.
 
-use std::error::Error as StdError;
-
+use aws_common::{AwsError, Failure, ServiceError};
 use aws_sdk_rdsdata::config::http::HttpResponse;
 use aws_sdk_rdsdata::error::{ProvideErrorMetadata, SdkError};
 use pg_sql::{ErrorClass, classify_sqlstate};
-use world_core::store::{BoxError, StoreError};
+use world_core::store::{StoreError, error_chain};
 
 /// A Data API operation, as counters and errors name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -86,51 +97,15 @@ impl std::fmt::Display for Op {
 /// What went wrong in one Data API call.
 #[derive(Debug, thiserror::Error)]
 pub enum DataApiError {
+    /// A failed call as any AWS service fails (unreachable, timed out,
+    /// throttled, denied, ...).
+    #[error(transparent)]
+    Aws(#[from] AwsError),
     /// The auto-paused database is resuming.
     #[error("{op}: the database is resuming from auto-pause: {message}")]
     Resuming {
         /// The operation.
         op: Op,
-        /// The service's message.
-        message: String,
-    },
-    /// The service is throttling.
-    #[error("{op}: throttled ({code}): {message}")]
-    Throttled {
-        /// The operation.
-        op: Op,
-        /// The service's error code.
-        code: String,
-        /// The service's message.
-        message: String,
-    },
-    /// The statement or the HTTP call ran out of time.
-    #[error("{op}: timed out: {message}")]
-    Timeout {
-        /// The operation.
-        op: Op,
-        /// What timed out.
-        message: String,
-        /// The SDK's error, if any.
-        #[source]
-        source: Option<BoxError>,
-    },
-    /// The endpoint could not be reached.
-    #[error("{op}: the Data API endpoint is unreachable")]
-    Unreachable {
-        /// The operation.
-        op: Op,
-        /// The SDK's error.
-        #[source]
-        source: BoxError,
-    },
-    /// The service or the database failed (5xx, writer unavailable).
-    #[error("{op}: service failure ({code}): {message}")]
-    ServiceFailure {
-        /// The operation.
-        op: Op,
-        /// The error code or HTTP status.
-        code: String,
         /// The service's message.
         message: String,
     },
@@ -169,26 +144,6 @@ pub enum DataApiError {
         /// The service's message.
         message: String,
     },
-    /// The service refused the request as malformed.
-    #[error("{op}: request rejected ({code}): {message}")]
-    Rejected {
-        /// The operation.
-        op: Op,
-        /// The error code.
-        code: String,
-        /// The service's message.
-        message: String,
-    },
-    /// Credentials are wrong, expired or lack a permission.
-    #[error("{op}: not authorised ({code}): {message}")]
-    Denied {
-        /// The operation.
-        op: Op,
-        /// The error code.
-        code: String,
-        /// The service's message.
-        message: String,
-    },
     /// The cluster, secret or database is not set up for the Data API.
     #[error("{op}: the cluster, secret or database is not usable ({code}): {message}")]
     NotConfigured {
@@ -199,30 +154,9 @@ pub enum DataApiError {
         /// The service's message.
         message: String,
     },
-    /// The request could not be built or signed (no credentials, bad
-    /// endpoint).
-    #[error("{op}: cannot build the request")]
-    Setup {
-        /// The operation.
-        op: Op,
-        /// The SDK's error.
-        #[source]
-        source: BoxError,
-    },
     /// An answer without the shape this store expects.
     #[error("unexpected answer: {0}")]
     Corrupt(String),
-    /// Anything else.
-    #[error("{op}: {message}")]
-    Other {
-        /// The operation.
-        op: Op,
-        /// What happened.
-        message: String,
-        /// The SDK's error.
-        #[source]
-        source: Option<BoxError>,
-    },
 }
 
 /// Whether and how a failed call may be tried again.
@@ -241,11 +175,8 @@ impl DataApiError {
     pub fn retry(&self) -> Retry {
         match self {
             DataApiError::Resuming { .. } => Retry::Resuming,
-            DataApiError::Throttled { .. }
-            | DataApiError::Timeout { .. }
-            | DataApiError::Unreachable { .. }
-            | DataApiError::ServiceFailure { .. }
-            | DataApiError::TransactionLost { .. } => Retry::Transient,
+            DataApiError::Aws(e) if e.is_transient() => Retry::Transient,
+            DataApiError::TransactionLost { .. } => Retry::Transient,
             DataApiError::Database { sqlstate, .. }
                 if classify_sqlstate(sqlstate.as_deref().unwrap_or(""))
                     == ErrorClass::Unavailable =>
@@ -259,21 +190,14 @@ impl DataApiError {
     /// A short label for the retry counter.
     pub fn reason(&self) -> &'static str {
         match self {
+            DataApiError::Aws(e) => e.reason(),
             DataApiError::Resuming { .. } => "resuming",
-            DataApiError::Throttled { .. } => "throttled",
-            DataApiError::Timeout { .. } => "timeout",
-            DataApiError::Unreachable { .. } => "unreachable",
-            DataApiError::ServiceFailure { .. } => "service_failure",
             DataApiError::TransactionLost { .. } => "transaction_lost",
             DataApiError::Database { .. } => "database",
             DataApiError::ResponseTooLarge { .. } => "response_too_large",
             DataApiError::RequestTooLarge { .. } => "request_too_large",
-            DataApiError::Rejected { .. } => "rejected",
-            DataApiError::Denied { .. } => "denied",
             DataApiError::NotConfigured { .. } => "not_configured",
-            DataApiError::Setup { .. } => "setup",
             DataApiError::Corrupt(_) => "corrupt",
-            DataApiError::Other { .. } => "other",
         }
     }
 
@@ -300,50 +224,27 @@ impl DataApiError {
     /// was doing) in front of the message.
     pub fn into_store(self, context: &str) -> StoreError {
         let message = format!("{context}: {}", error_chain(&self));
-        match &self {
-            DataApiError::Resuming { .. }
-            | DataApiError::Throttled { .. }
-            | DataApiError::Timeout { .. }
-            | DataApiError::Unreachable { .. }
-            | DataApiError::ServiceFailure { .. }
-            | DataApiError::TransactionLost { .. } => StoreError::Unavailable {
-                message,
-                source: Some(Box::new(self)),
-            },
-            DataApiError::Database { sqlstate, .. } => {
-                let class = classify_sqlstate(sqlstate.as_deref().unwrap_or(""));
-                class.error(message, Some(Box::new(self)))
-            }
-            DataApiError::RequestTooLarge { .. } | DataApiError::Rejected { .. } => {
-                StoreError::Invalid(message)
-            }
-            DataApiError::Denied { .. }
-            | DataApiError::NotConfigured { .. }
-            | DataApiError::Setup { .. } => StoreError::Config(message),
-            DataApiError::Corrupt(m) => StoreError::Corrupt(format!("{context}: {m}")),
-            DataApiError::ResponseTooLarge { .. } | DataApiError::Other { .. } => {
-                StoreError::Other {
+        match self {
+            DataApiError::Aws(e) => e.into_store(context),
+            DataApiError::Resuming { .. } | DataApiError::TransactionLost { .. } => {
+                StoreError::Unavailable {
                     message,
                     source: Some(Box::new(self)),
                 }
             }
+            DataApiError::Database { ref sqlstate, .. } => {
+                let class = classify_sqlstate(sqlstate.as_deref().unwrap_or(""));
+                class.error(message, Some(Box::new(self)))
+            }
+            DataApiError::RequestTooLarge { .. } => StoreError::Invalid(message),
+            DataApiError::NotConfigured { .. } => StoreError::Config(message),
+            DataApiError::Corrupt(m) => StoreError::Corrupt(format!("{context}: {m}")),
+            DataApiError::ResponseTooLarge { .. } => StoreError::Other {
+                message,
+                source: Some(Box::new(self)),
+            },
         }
     }
-}
-
-/// `e` and its sources on one line.
-pub(crate) fn error_chain(e: &dyn StdError) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(source) = next {
-        let text = source.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        next = source.source();
-    }
-    out
 }
 
 /// The SQLSTATE at the end of a Data API database message
@@ -363,26 +264,6 @@ const TOO_LARGE: &[&str] = &[
     "Database returned more than the allowed response size limit",
 ];
 
-const THROTTLING: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "ProvisionedThroughputExceededException",
-];
-
-const DENIED: &[&str] = &[
-    "AccessDeniedException",
-    "ForbiddenException",
-    "UnrecognizedClientException",
-    "InvalidSignatureException",
-    "MissingAuthenticationToken",
-    "MissingAuthenticationTokenException",
-    "ExpiredTokenException",
-    "IncompleteSignature",
-    "InvalidClientTokenId",
-];
-
 const NOT_CONFIGURED: &[&str] = &[
     "HttpEndpointNotEnabledException",
     "InvalidSecretException",
@@ -391,145 +272,111 @@ const NOT_CONFIGURED: &[&str] = &[
     "NotFoundException",
 ];
 
+/// The Data API's own codes for a failure on its side.
 const SERVICE_FAILURE: &[&str] = &[
-    "InternalServerErrorException",
-    "ServiceUnavailableError",
-    "ServiceUnavailableException",
     "DatabaseUnavailableException",
     "InvalidResourceStateException",
 ];
 
 /// Classifies a service error by code, message and HTTP status.
 pub fn classify_service(op: Op, code: &str, message: &str, status: u16) -> DataApiError {
-    let owned = || (code.to_owned(), message.to_owned());
-    if code == "DatabaseResumingException" {
-        return DataApiError::Resuming {
-            op,
+    read_answer(
+        op,
+        ServiceError {
+            op: op.name(),
+            code: code.to_owned(),
             message: message.to_owned(),
-        };
-    }
-    if code == "StatementTimeoutException" {
-        return DataApiError::Timeout {
-            op,
-            message: message.to_owned(),
+            status,
             source: None,
-        };
+        },
+    )
+}
+
+/// The Data API's own codes (see the module docs), then the codes every
+/// AWS service uses.
+fn read_answer(op: Op, answer: ServiceError) -> DataApiError {
+    let code = answer.code.as_str();
+    let message = || answer.message.clone();
+    match code {
+        "DatabaseResumingException" => {
+            return DataApiError::Resuming {
+                op,
+                message: message(),
+            };
+        }
+        "StatementTimeoutException" => {
+            return AwsError::Timeout {
+                op: op.name(),
+                message: message(),
+                source: None,
+            }
+            .into();
+        }
+        "TransactionNotFoundException" => {
+            return DataApiError::TransactionLost {
+                op,
+                message: message(),
+            };
+        }
+        _ => {}
     }
-    if code == "TransactionNotFoundException" {
-        return DataApiError::TransactionLost {
-            op,
-            message: message.to_owned(),
-        };
-    }
-    if TOO_LARGE.iter().any(|m| message.contains(m)) {
+    if TOO_LARGE.iter().any(|m| answer.message.contains(m)) {
         return DataApiError::ResponseTooLarge {
             op,
-            message: message.to_owned(),
+            message: message(),
         };
     }
-    if code == "DatabaseErrorException"
-        || (code == "BadRequestException" && sqlstate_of(message).is_some())
-    {
+    let sqlstate = sqlstate_of(&answer.message);
+    if code == "DatabaseErrorException" || (code == "BadRequestException" && sqlstate.is_some()) {
         return DataApiError::Database {
             op,
-            sqlstate: sqlstate_of(message),
-            message: message.to_owned(),
+            sqlstate,
+            message: message(),
         };
     }
-    if THROTTLING.contains(&code) || status == 429 {
-        let (code, message) = owned();
-        return DataApiError::Throttled { op, code, message };
-    }
-    if status == 413 || message.contains("Request size exceeds") {
+    if answer.status == 413 || answer.message.contains("Request size exceeds") {
         return DataApiError::RequestTooLarge {
             op,
-            message: message.to_owned(),
+            message: message(),
         };
-    }
-    if DENIED.contains(&code) || status == 403 || status == 401 {
-        let (code, message) = owned();
-        return DataApiError::Denied { op, code, message };
     }
     if NOT_CONFIGURED.contains(&code) {
-        let (code, message) = owned();
-        return DataApiError::NotConfigured { op, code, message };
-    }
-    if SERVICE_FAILURE.contains(&code) || status >= 500 {
-        let code = if code.is_empty() {
-            format!("HTTP {status}")
-        } else {
-            code.to_owned()
-        };
-        return DataApiError::ServiceFailure {
+        return DataApiError::NotConfigured {
             op,
-            code,
-            message: message.to_owned(),
+            code: code.to_owned(),
+            message: message(),
         };
     }
-    if matches!(code, "BadRequestException" | "ValidationException") {
-        let (code, message) = owned();
-        return DataApiError::Rejected { op, code, message };
+    if SERVICE_FAILURE.contains(&code) {
+        return AwsError::ServiceFailure {
+            op: op.name(),
+            code: code.to_owned(),
+            message: message(),
+            source: answer.source,
+        }
+        .into();
     }
-    DataApiError::Other {
-        op,
-        message: format!("{code} (HTTP {status}): {message}"),
-        source: None,
+    if code == "UnsupportedResultException" {
+        // A result type this store never asks for: its own mistake, not a
+        // malformed request.
+        return AwsError::Other {
+            op: op.name(),
+            message: format!("{code}: {}", answer.message),
+            source: answer.source,
+        }
+        .into();
     }
+    answer.classify().into()
 }
 
 /// Classifies an SDK error of operation `op`.
 pub fn classify<E>(op: Op, err: SdkError<E, HttpResponse>) -> DataApiError
 where
-    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match &err {
-        SdkError::ConstructionFailure(_) => DataApiError::Setup {
-            op,
-            source: Box::new(err),
-        },
-        SdkError::TimeoutError(_) => DataApiError::Timeout {
-            op,
-            message: "no answer within call_timeout".to_owned(),
-            source: Some(Box::new(err)),
-        },
-        SdkError::DispatchFailure(d) if d.is_timeout() => DataApiError::Timeout {
-            op,
-            message: "connecting or sending timed out".to_owned(),
-            source: Some(Box::new(err)),
-        },
-        // A user error at dispatch is a failed identity (credentials) or
-        // endpoint resolution, not an outage.
-        SdkError::DispatchFailure(d) if d.is_user() => DataApiError::Setup {
-            op,
-            source: Box::new(err),
-        },
-        SdkError::DispatchFailure(_) => DataApiError::Unreachable {
-            op,
-            source: Box::new(err),
-        },
-        SdkError::ResponseError(r) => {
-            let status = r.raw().status().as_u16();
-            if status >= 500 || status == 429 {
-                classify_service(op, "", "unreadable answer", status)
-            } else {
-                DataApiError::Other {
-                    op,
-                    message: format!("unreadable answer (HTTP {status})"),
-                    source: Some(Box::new(err)),
-                }
-            }
-        }
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status().as_u16();
-            let code = service.err().code().unwrap_or("");
-            let message = service.err().message().unwrap_or("");
-            classify_service(op, code, message, status)
-        }
-        _ => DataApiError::Other {
-            op,
-            message: "unexpected SDK error".to_owned(),
-            source: Some(Box::new(err)),
-        },
+    match aws_common::classify(op.name(), err) {
+        Failure::Call(e) => e.into(),
+        Failure::Service(answer) => read_answer(op, answer),
     }
 }
 

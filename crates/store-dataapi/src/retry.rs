@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use world_core::StoreError;
 
 use crate::error::{DataApiError, Retry};
@@ -35,91 +36,83 @@ const RESUMING_BASE: Duration = Duration::from_millis(250);
 /// Longest single wait.
 const MAX_WAIT: Duration = Duration::from_secs(5);
 
-/// The retry state of one call or batch.
+/// Jittered exponential waits from `base` up to [`MAX_WAIT`]: each is
+/// between half and all of the un-jittered wait (backon's jitter adds up to
+/// 100 % to a wait of half the size), so that servers that failed together
+/// do not retry together.
+fn waits(base: Duration) -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_jitter()
+        .with_min_delay(base / 2)
+        .with_max_delay(MAX_WAIT / 2)
+}
+
+/// The retry state of one call or batch. Time is passed in (`now`), so
+/// that the policy is tested without waiting.
 #[derive(Debug)]
 pub(crate) struct Backoff {
     resume_wait: Duration,
-    max_attempts: u32,
+    transient: ExponentialBackoff,
+    resuming: ExponentialBackoff,
     attempts: u32,
-    resumes: u32,
     resuming_since: Option<Instant>,
     started: Instant,
 }
 
 impl Backoff {
-    pub(crate) fn new(resume_wait: Duration, max_attempts: u32) -> Self {
+    /// The state before the first attempt, made at `now`.
+    pub(crate) fn new(resume_wait: Duration, max_attempts: u32, now: Instant) -> Self {
+        let retries = usize::try_from(max_attempts.saturating_sub(1)).unwrap_or(usize::MAX);
         Self {
             resume_wait,
-            max_attempts,
+            transient: waits(TRANSIENT_BASE).with_max_times(retries).build(),
+            resuming: waits(RESUMING_BASE).without_max_times().build(),
             attempts: 1,
-            resumes: 0,
             resuming_since: None,
-            started: Instant::now(),
+            started: now,
         }
     }
 
-    /// How long to wait before the next attempt after `error`, or `None`
-    /// to give up.
+    /// How long to wait before the next attempt after `error`, seen at
+    /// `now`, or `None` to give up.
     ///
     /// - Resuming: exponential waits from 250 ms (at most 5 s) until
     ///   `resume_wait` has passed since the first "resuming" answer; the
     ///   last wait ends at that deadline, so one attempt is made at it.
     /// - Transient: exponential waits from 100 ms (at most 5 s), up to
     ///   `max_attempts` attempts in all (resuming answers not counted).
-    ///
-    /// Waits are jittered (half fixed, half random) so that servers that
-    /// failed together do not retry together.
-    pub(crate) fn next(&mut self, error: &DataApiError) -> Option<Duration> {
-        match error.retry() {
+    pub(crate) fn next(&mut self, error: &DataApiError, now: Instant) -> Option<Duration> {
+        let wait = match error.retry() {
             Retry::Resuming => {
-                let since = *self.resuming_since.get_or_insert_with(Instant::now);
-                let remaining = self.resume_wait.checked_sub(since.elapsed())?;
-                if remaining.is_zero() {
-                    return None;
-                }
-                let wait = jitter(exponential(RESUMING_BASE, self.resumes));
-                self.resumes += 1;
-                Some(wait.min(remaining))
+                let since = *self.resuming_since.get_or_insert(now);
+                let remaining = self
+                    .resume_wait
+                    .checked_sub(now.saturating_duration_since(since))
+                    .filter(|r| !r.is_zero())?;
+                self.resuming.next()?.min(remaining)
             }
-            Retry::Transient => {
-                if self.attempts >= self.max_attempts {
-                    return None;
-                }
-                let wait = jitter(exponential(TRANSIENT_BASE, self.attempts - 1));
-                self.attempts += 1;
-                Some(wait)
-            }
-            Retry::No => None,
-        }
+            Retry::Transient => self.transient.next()?,
+            Retry::No => return None,
+        };
+        self.attempts += 1;
+        Some(wait)
     }
 
-    /// What was tried, for the message of the final error.
-    pub(crate) fn summary(&self) -> String {
+    /// What was tried by `now`, for the message of the final error.
+    pub(crate) fn summary(&self, now: Instant) -> String {
         format!(
             "after {} attempt{} over {:.1?}",
-            self.attempts + self.resumes,
-            if self.attempts + self.resumes == 1 {
-                ""
-            } else {
-                "s"
-            },
-            self.started.elapsed()
+            self.attempts,
+            if self.attempts == 1 { "" } else { "s" },
+            now.saturating_duration_since(self.started)
         )
     }
 }
 
-fn exponential(base: Duration, n: u32) -> Duration {
-    base.saturating_mul(1u32 << n.min(16)).min(MAX_WAIT)
-}
-
-fn jitter(wait: Duration) -> Duration {
-    let half = wait / 2;
-    let millis = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
-    half + Duration::from_millis(rand::random_range(0..=millis))
-}
-
 #[cfg(test)]
 mod tests {
+    use aws_common::AwsError;
+
     use super::*;
     use crate::error::Op;
 
@@ -131,44 +124,54 @@ mod tests {
     }
 
     fn throttled() -> DataApiError {
-        DataApiError::Throttled {
-            op: Op::Execute,
+        AwsError::Throttled {
+            op: "ExecuteStatement",
             code: "ThrottlingException".into(),
             message: "slow down".into(),
+            source: None,
         }
+        .into()
     }
 
     #[test]
     fn transient_failures_get_max_attempts() {
-        let mut b = Backoff::new(Duration::from_secs(60), 3);
-        let waits: Vec<_> = std::iter::from_fn(|| b.next(&throttled())).collect();
+        let now = Instant::now();
+        let mut b = Backoff::new(Duration::from_secs(60), 3, now);
+        let waits: Vec<_> = std::iter::from_fn(|| b.next(&throttled(), now)).collect();
         assert_eq!(waits.len(), 2, "three attempts in all");
         assert!(waits.iter().all(|w| *w <= MAX_WAIT));
         assert!(waits[0] >= TRANSIENT_BASE / 2 && waits[0] <= TRANSIENT_BASE);
-        let rejected = DataApiError::Rejected {
-            op: Op::Execute,
+        assert!(b.summary(now).starts_with("after 3 attempts"));
+        let rejected: DataApiError = AwsError::Rejected {
+            op: "ExecuteStatement",
             code: "BadRequestException".into(),
             message: "no".into(),
-        };
+        }
+        .into();
         assert_eq!(
-            Backoff::new(Duration::from_secs(60), 3).next(&rejected),
+            Backoff::new(Duration::from_secs(60), 3, now).next(&rejected, now),
             None
         );
     }
 
     #[test]
     fn resuming_waits_until_the_deadline() {
-        let mut b = Backoff::new(Duration::from_millis(300), 1);
-        let mut waited = Duration::ZERO;
-        while let Some(wait) = b.next(&resuming()) {
-            std::thread::sleep(wait);
-            waited += wait;
-            assert!(waited < Duration::from_secs(2), "gives up");
+        let resume_wait = Duration::from_secs(30);
+        let mut now = Instant::now();
+        let mut b = Backoff::new(resume_wait, 1, now);
+        let mut waits = Vec::new();
+        while let Some(wait) = b.next(&resuming(), now) {
+            assert!(wait <= MAX_WAIT);
+            waits.push(wait);
+            now += wait;
+            assert!(waits.len() < 100, "gives up");
         }
-        assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        // Growing waits, the last one cut to end at the deadline.
+        assert!(waits[0] >= RESUMING_BASE / 2 && waits[0] <= RESUMING_BASE);
+        assert_eq!(waits.iter().sum::<Duration>(), resume_wait);
         // Resuming answers do not use up the transient attempts... but the
         // transient budget (1 attempt) is spent at once.
-        assert_eq!(b.next(&throttled()), None);
-        assert!(b.summary().contains("attempts"));
+        assert_eq!(b.next(&throttled(), now), None);
+        assert!(b.summary(now).contains("attempts over 30.0s"));
     }
 }

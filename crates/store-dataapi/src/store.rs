@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -453,7 +454,11 @@ impl DataApiStore {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
-        let mut backoff = Backoff::new(self.config.resume_wait, self.config.max_attempts);
+        let mut backoff = Backoff::new(
+            self.config.resume_wait,
+            self.config.max_attempts,
+            Instant::now(),
+        );
         loop {
             self.ensure_open()?;
             let error = match attempt().await {
@@ -461,14 +466,14 @@ impl DataApiStore {
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Api(e)) => e,
             };
-            match backoff.next(&error) {
+            match backoff.next(&error, Instant::now()) {
                 Some(wait) => {
                     self.counters.retry(error.reason());
                     debug!(context, error = %error, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
                 }
                 None => {
-                    let summary = backoff.summary();
+                    let summary = backoff.summary(Instant::now());
                     let e = error.into_store(&format!("{context} ({summary})"));
                     if e.is_retryable() {
                         warn!(context, error = %e, "Data API call failed");

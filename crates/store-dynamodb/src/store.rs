@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use aws_common::AwsError;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
@@ -45,6 +46,16 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Items DynamoDB kept leaving unprocessed: it is throttling the table.
+fn still_unprocessed(op: &'static str, items: usize) -> DynamoError {
+    DynamoError::Aws(AwsError::Throttled {
+        op,
+        code: "UnprocessedItems".to_owned(),
+        message: format!("{items} items or keys still unprocessed after the retries"),
+        source: None,
+    })
 }
 
 /// A fresh random token naming one reservation (or one repair).
@@ -174,18 +185,7 @@ impl DynamoStore {
 
     /// Counts a failed operation and turns it into a [`StoreError`].
     pub(crate) fn failed(&self, err: DynamoError) -> StoreError {
-        let op = match &err {
-            DynamoError::Unreachable { op, .. }
-            | DynamoError::Timeout { op, .. }
-            | DynamoError::Throttled { op, .. }
-            | DynamoError::ServiceFailure { op, .. }
-            | DynamoError::TableMissing { op, .. }
-            | DynamoError::Denied { op, .. }
-            | DynamoError::Rejected { op, .. }
-            | DynamoError::Setup { op, .. }
-            | DynamoError::Other { op, .. } => *op,
-            DynamoError::Corrupt(_) => "decode",
-        };
+        let op = err.op();
         let err = StoreError::from(err);
         self.metrics
             .add(ERRORS, &[("op", op), ("kind", err.kind())], 1.0);
@@ -283,11 +283,7 @@ impl DynamoStore {
                 unprocessed.len() as f64,
             );
             let Some(delay) = delays.next() else {
-                return Err(self.failed(DynamoError::Throttled {
-                    op: "BatchWriteItem",
-                    code: format!("{} items still unprocessed", unprocessed.len()),
-                    source: None,
-                }));
+                return Err(self.failed(still_unprocessed("BatchWriteItem", unprocessed.len())));
             };
             debug!(
                 items = unprocessed.len(),
@@ -356,11 +352,10 @@ impl DynamoStore {
                 request = request.expression_attribute_names(*placeholder, *name);
             }
             let request = request.build().map_err(|e| {
-                self.failed(DynamoError::Other {
+                self.failed(DynamoError::Aws(AwsError::Setup {
                     op: "BatchGetItem",
-                    message: "cannot build the request".to_owned(),
-                    source: Some(Box::new(e)),
-                })
+                    source: Box::new(e),
+                }))
             })?;
             self.metrics
                 .add(ITEMS, &[("op", "BatchGetItem")], pending.len() as f64);
@@ -401,11 +396,7 @@ impl DynamoStore {
                 unprocessed.len() as f64,
             );
             let Some(delay) = delays.next() else {
-                return Err(self.failed(DynamoError::Throttled {
-                    op: "BatchGetItem",
-                    code: format!("{} keys still unprocessed", unprocessed.len()),
-                    source: None,
-                }));
+                return Err(self.failed(still_unprocessed("BatchGetItem", unprocessed.len())));
             };
             tokio::time::sleep(delay).await;
             pending = unprocessed;

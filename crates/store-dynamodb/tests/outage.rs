@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use store_dynamodb::{Config, DynamoStore};
 use tokio::process::{Child, Command};
 use world_core::conformance::test_service;
-use world_core::store::{Batch, BlockStore, ChangeMeta, StoreError};
+use world_core::store::{Batch, BlockStore, ChangeMeta, StoreError, error_chain};
 use world_core::{BlockPos, ChunkPos};
 
 const MOTO_VAR: &str = "CRAFT_TEST_MOTO_SERVER";
@@ -185,12 +185,7 @@ async fn https_endpoints_go_through_rustls() {
     let error = DynamoStore::open_with(config, common::test_credentials)
         .await
         .expect_err("a self-signed certificate must be refused");
-    let mut chain = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(s) = source {
-        chain.push_str(&format!(" / {s}"));
-        source = s.source();
-    }
+    let chain = error_chain(&error);
     eprintln!("refused as expected: {chain}");
     let chain_lower = chain.to_lowercase();
     assert!(

@@ -18,6 +18,7 @@ use std::error::Error as StdError;
 use deadpool_postgres::{HookError, PoolError, TimeoutType};
 use pg_sql::{ErrorClass, classify_sqlstate};
 use world_core::StoreError;
+use world_core::store::error_chain;
 
 /// A failure inside one store operation, before it is given its context.
 #[derive(Debug, thiserror::Error)]
@@ -111,20 +112,6 @@ fn rustls_error(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
     None
 }
 
-fn chain(e: &dyn StdError) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
-}
-
 /// Maps a tokio-postgres error (see the module docs).
 pub(crate) fn postgres_error(context: &str, e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
@@ -148,9 +135,9 @@ pub(crate) fn postgres_error(context: &str, e: tokio_postgres::Error) -> StoreEr
     }
     if is_tls_failure(&e) && !has_io_error(&e) {
         // "server does not support TLS" under sslmode=require or stricter.
-        return StoreError::Config(format!("{context}: {}", chain(&e)));
+        return StoreError::Config(format!("{context}: {}", error_chain(&e)));
     }
-    let text = chain(&e);
+    let text = error_chain(&e);
     if connection_lost(&e) {
         return StoreError::unavailable(format!("{context}: {text}"), e);
     }

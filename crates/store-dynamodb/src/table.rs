@@ -6,12 +6,16 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::describe_table::DescribeTableOutput;
 use aws_sdk_dynamodb::types::{BillingMode, KeyType, TableStatus};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tracing::info;
 use world_core::store::{StoreError, StoreResult};
 
 use crate::error::{DynamoError, classify};
 use crate::limits::CREATE_TABLE_TIMEOUT;
 use crate::schema::{self, KEY, KEY_INDEX, PK, SK};
+
+/// Longest wait between two looks at a table being created.
+const TABLE_POLL_MAX: Duration = Duration::from_secs(2);
 
 /// Creates `table` with on-demand billing (the schema in the crate docs)
 /// unless it exists, then waits until it is active and checks its schema.
@@ -36,7 +40,12 @@ pub(crate) async fn create(client: &Client, table: &str) -> StoreResult<()> {
 /// Waits until `table` is active, then checks its schema.
 async fn wait_active(client: &Client, table: &str) -> StoreResult<()> {
     let started = Instant::now();
-    let mut delay = Duration::from_millis(50);
+    // Endless: the deadline below ends the wait.
+    let mut delays = ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(TABLE_POLL_MAX)
+        .without_max_times()
+        .build();
     loop {
         let described = describe(client, table).await?;
         let status = described.table().and_then(|t| t.table_status());
@@ -51,8 +60,7 @@ async fn wait_active(client: &Client, table: &str) -> StoreResult<()> {
                 "table {table} is not active after {CREATE_TABLE_TIMEOUT:?} (status {status:?})"
             )));
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
+        tokio::time::sleep(delays.next().unwrap_or(TABLE_POLL_MAX)).await;
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, ReturnValue, WriteRequest};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::{StreamExt, stream};
 use tracing::{debug, warn};
 use world_core::store::{ApplyReceipt, Batch, ChunkAdvance, Key, MAX_KEY, StoreError, StoreResult};
@@ -439,6 +440,9 @@ async fn write(store: &DynamoStore, shares: &mut [Share], pending: &[usize]) -> 
     first_error.map_or(Ok(()), Err)
 }
 
+/// The longest wait between two commit attempts, before jitter.
+const COMMIT_WAIT_MAX: Duration = Duration::from_millis(200);
+
 /// Moves each share's chunk watermark to its last key, in key order: a
 /// share waits while an earlier reservation of its chunk is open, skips one
 /// that made no progress for `stuck_after` (or that this store abandoned).
@@ -453,7 +457,14 @@ async fn commit(
     let mut skipped = Vec::new();
     // Per share: the watermark it waits behind and since when (local clock).
     let mut waiting: HashMap<usize, (Key, Instant)> = HashMap::new();
-    let mut delay = Duration::from_millis(5);
+    // Waits of 4-8 ms at first, growing to 200-400 ms while nobody makes
+    // progress (jittered, so that waiting writers do not retry together).
+    let waits = ExponentialBuilder::new()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(4))
+        .with_max_delay(COMMIT_WAIT_MAX)
+        .without_max_times();
+    let mut delays = waits.build();
     while !open.is_empty() {
         let attempts = open.iter().map(|&i| {
             let share = &shares[i];
@@ -545,13 +556,12 @@ async fn commit(
             break;
         }
         if progressed {
-            delay = Duration::from_millis(5);
+            delays = waits.build();
             continue;
         }
         store.metrics.add(COMMIT_WAITS, &[], open.len() as f64);
-        let jitter = rand::random_range(0..=delay.as_millis() as u64 / 2);
-        tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
-        delay = (delay * 2).min(Duration::from_millis(250));
+        let delay = delays.next().unwrap_or(COMMIT_WAIT_MAX);
+        tokio::time::sleep(delay).await;
     }
     Ok(skipped)
 }

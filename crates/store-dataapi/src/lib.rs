@@ -116,7 +116,7 @@ mod store;
 
 pub use config::{
     Config, ConfigError, DEFAULT_CALL_TIMEOUT, DEFAULT_PAGE_ROWS, DEFAULT_RESUME_WAIT,
-    MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, SCHEME, Secret, StaticCredentials, WriteForm,
+    MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, SCHEME, StaticCredentials, WriteForm,
 };
 pub use error::{DataApiError, Op, Retry, classify_service, sqlstate_of};
 pub use store::DataApiStore;

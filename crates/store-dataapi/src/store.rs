@@ -17,6 +17,7 @@ use pg_sql::{
     ChunkPager, ChunkRow, Form, KEY_EXHAUSTED_SQLSTATE, MigrationScript, PageLimits, RowSql, Rows,
     Statements, Step, Value, WritePlan, chunk_head, held_rows, player_rows,
 };
+use secrecy::ExposeSecret;
 use tracing::{debug, info, warn};
 use world_core::coords::ChunkPos;
 use world_core::store::{
@@ -92,9 +93,11 @@ async fn sdk_client(config: &Config, counters: Arc<Counters>) -> StoreResult<Cli
     }
     if let Some(c) = &config.credentials {
         loader = loader.credentials_provider(Credentials::new(
-            c.access_key_id.expose(),
-            c.secret_access_key.expose(),
-            c.session_token.as_ref().map(|t| t.expose().to_owned()),
+            c.access_key_id.expose_secret(),
+            c.secret_access_key.expose_secret(),
+            c.session_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
             None,
             "store-url",
         ));

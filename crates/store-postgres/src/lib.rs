@@ -70,7 +70,7 @@ mod store;
 mod tls;
 
 pub use config::{
-    Config, ConfigBuilder, ConfigError, DEFAULT_APPLICATION_NAME, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT, Password, RootCerts, SslMode,
+    Config, ConfigError, DEFAULT_APPLICATION_NAME, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE,
+    DEFAULT_STATEMENT_TIMEOUT, RootCerts, SslMode,
 };
 pub use store::PostgresStore;

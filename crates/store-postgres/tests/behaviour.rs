@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use store_postgres::{Config, PostgresStore};
+use store_postgres::PostgresStore;
 use world_core::coords::ChunkPos;
 use world_core::store::{Batch, ChangeMeta, ChunkHead, Key, MAX_KEY};
 use world_core::{BlockPos, BlockStore, StoreError};
@@ -137,10 +137,7 @@ async fn concurrent_opens_of_an_empty_schema_all_succeed() {
         return;
     };
     let schema = common::unique("migrate");
-    let config = common::builder(&url, &schema)
-        .pool_size(1usize)
-        .build()
-        .expect("config");
+    let config = common::settings(&url, &schema, &[("pool_size", "1")]);
     let opens =
         futures::future::join_all((0..6).map(|_| PostgresStore::open(config.clone()))).await;
     let stores: Vec<PostgresStore> = opens
@@ -227,9 +224,7 @@ async fn two_stores_share_one_schema() {
     let Some(first) = common::fresh("shared").await else {
         return;
     };
-    let config = common::builder(&first.url, &first.schema)
-        .build()
-        .expect("config");
+    let config = common::settings(&first.url, &first.schema, &[]);
     let second = PostgresStore::open(config).await.expect("second store");
     let stores: [&dyn BlockStore; 2] = [&first, &second];
     let chunks = [
@@ -320,12 +315,12 @@ async fn deployment_errors_are_config_errors() {
         return;
     };
     // An unknown database.
-    let config = Config::builder()
-        .url(&url)
-        .dbname("craft_no_such_database")
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .build()
-        .expect("config");
+    let mut no_such_database = url::Url::parse(&url).expect("url");
+    no_such_database.set_path("/craft_no_such_database");
+    let config = common::config(&common::with_params(
+        no_such_database.as_str(),
+        &[("connect_timeout", "5s")],
+    ));
     match PostgresStore::open(config).await {
         Err(StoreError::Config(message)) => assert!(message.contains("3D000"), "{message}"),
         other => panic!("expected Config for an unknown database, got {other:?}"),
@@ -394,10 +389,9 @@ async fn the_password_stays_out_of_debug_output() {
     // The test server trusts local connections, so any password works.
     let secret = "pg-secret-do-not-print";
     let schema = common::unique("secret");
-    let config = common::builder(&url, &schema)
-        .password(secret)
-        .build()
-        .expect("config");
+    let mut with_password = url::Url::parse(&url).expect("url");
+    with_password.set_password(Some(secret)).expect("password");
+    let config = common::settings(with_password.as_str(), &schema, &[]);
     assert!(!format!("{config:?}").contains(secret));
     let store = PostgresStore::open(config).await.expect("open");
     let text = format!("{store:?}");

@@ -201,9 +201,7 @@ async fn every_form_writes_the_same_rows() {
 
     for json in [false, true] {
         let schema = common::unique(if json { "forms_json" } else { "forms_values" });
-        let config = common::builder(&reference.url, &schema)
-            .build()
-            .expect("config");
+        let config = common::settings(&reference.url, &schema, &[]);
         let migrated = PostgresStore::open(config).await.expect("migrate");
         let sql = migrated.statements().clone();
         for batch in batches() {

@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use store_postgres::{PostgresStore, SslMode};
+use store_postgres::PostgresStore;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use world_core::coords::ChunkPos;
@@ -64,10 +64,7 @@ async fn measure_writes_and_loads() {
     // Plain TCP like the admin connection that runs the COPY and the
     // SELECTs, so that both sides pay the same transport.
     let schema = common::unique("measure");
-    let config = common::builder(&url, &schema)
-        .sslmode(SslMode::Disable)
-        .build()
-        .expect("config");
+    let config = common::settings(&url, &schema, &[("sslmode", "disable")]);
     let store = PostgresStore::open(config).await.expect("open");
     let test = common::TestStore { store, url, schema };
     let store: &dyn BlockStore = &test;

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use store_postgres::{PostgresStore, SslMode};
+use store_postgres::PostgresStore;
 use world_core::coords::ChunkPos;
 use world_core::store::{Batch, ChangeMeta, ChunkData};
 use world_core::{BlockPos, BlockStore, StoreError, StoreResult};
@@ -190,10 +190,7 @@ async fn a_held_lock_times_out_as_unavailable() {
         return;
     };
     let schema = common::unique("stmt_timeout");
-    let config = common::builder(&url, &schema)
-        .statement_timeout(Duration::from_millis(500))
-        .build()
-        .expect("config");
+    let config = common::settings(&url, &schema, &[("statement_timeout", "500ms")]);
     let store = common::TestStore {
         store: PostgresStore::open(config).await.expect("open"),
         url: url.clone(),
@@ -239,13 +236,10 @@ async fn a_server_that_never_answers_times_out() {
             held.push(socket);
         }
     });
-    let config = store_postgres::Config::builder()
-        .url(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
-        .sslmode(SslMode::Disable)
-        .connect_timeout(Duration::from_millis(500))
-        .statement_timeout(Duration::from_millis(500))
-        .build()
-        .expect("config");
+    let config = common::config(&format!(
+        "postgres://postgres@127.0.0.1:{port}/postgres\
+         ?sslmode=disable&connect_timeout=500ms&statement_timeout=500ms"
+    ));
     let started = std::time::Instant::now();
     assert_unavailable("open", bounded("open", PostgresStore::open(config)).await);
     eprintln!("gave up after {:?}", started.elapsed());
@@ -257,11 +251,9 @@ async fn nobody_listening_is_unavailable() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
-    let config = store_postgres::Config::builder()
-        .url(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-        .expect("config");
+    let config = common::config(&format!(
+        "postgres://postgres@127.0.0.1:{port}/postgres?connect_timeout=2s"
+    ));
     assert_unavailable("open", bounded("open", PostgresStore::open(config)).await);
 }
 
@@ -404,15 +396,16 @@ async fn a_restarted_server_is_used_again() {
         return;
     };
     let app = "craft-restart-test";
-    let config = store_postgres::Config::builder()
-        .url(cluster.url())
-        .schema("craft")
-        .application_name(app)
-        .pool_size(3usize)
-        .connect_timeout(Duration::from_secs(2))
-        .statement_timeout(Duration::from_secs(10))
-        .build()
-        .expect("config");
+    let config = common::config(&common::with_params(
+        &cluster.url(),
+        &[
+            ("schema", "craft"),
+            ("application_name", app),
+            ("pool_size", "3"),
+            ("connect_timeout", "2s"),
+            ("statement_timeout", "10s"),
+        ],
+    ));
     let store = PostgresStore::open(config).await.expect("open");
     let chunk = ChunkPos::new(-1, 2);
     let before = layer(chunk, 1, 5, 1500);
@@ -554,12 +547,15 @@ async fn a_silent_network_times_out_and_recovers() {
     let mut via_proxy = url::Url::parse(&url).expect("url");
     via_proxy.set_port(Some(port)).expect("port");
     let schema = common::unique("silent");
-    let config = common::builder(via_proxy.as_str(), &schema)
-        .sslmode(SslMode::Disable)
-        .connect_timeout(Duration::from_secs(1))
-        .statement_timeout(Duration::from_secs(1))
-        .build()
-        .expect("config");
+    let config = common::settings(
+        via_proxy.as_str(),
+        &schema,
+        &[
+            ("sslmode", "disable"),
+            ("connect_timeout", "1s"),
+            ("statement_timeout", "1s"),
+        ],
+    );
     let store = common::TestStore {
         store: PostgresStore::open(config).await.expect("open"),
         url: url.clone(),

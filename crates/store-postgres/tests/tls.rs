@@ -4,7 +4,7 @@
 
 mod common;
 
-use store_postgres::{Config, ConfigBuilder, PostgresStore, SslMode};
+use store_postgres::PostgresStore;
 use world_core::{BlockStore, StoreError};
 
 /// The server's certificate file when TLS is on and the file is readable.
@@ -30,18 +30,17 @@ async fn server_certificate(admin: &tokio_postgres::Client) -> Option<String> {
     Some(file)
 }
 
-/// Opens a store with `settings`; true when its connections use TLS.
+/// Opens a store of one connection on `url` with the query parameters
+/// `settings`; true when its connection uses TLS.
 async fn open_and_check(
     url: &str,
     admin: &tokio_postgres::Client,
-    settings: ConfigBuilder,
+    settings: &[(&str, &str)],
 ) -> Result<bool, StoreError> {
     let schema = common::unique("tls");
-    let config: Config = settings
-        .schema(&schema)
-        .application_name(&schema)
-        .build()
-        .expect("config");
+    let mut all = vec![("pool_size", "1")];
+    all.extend_from_slice(settings);
+    let config = common::settings(url, &schema, &all);
     let result = PostgresStore::open(config).await;
     let outcome = match result {
         Ok(store) => {
@@ -63,12 +62,11 @@ async fn open_and_check(
     outcome
 }
 
-fn settings(url: &str, mode: SslMode) -> ConfigBuilder {
-    Config::builder()
-        .url(url)
-        .sslmode(mode)
-        .pool_size(1usize)
-        .connect_timeout(std::time::Duration::from_secs(5))
+/// `url` with its host replaced by `host`.
+fn with_host(url: &str, host: &str) -> String {
+    let mut url = url::Url::parse(url).expect("url");
+    url.set_host(Some(host)).expect("host");
+    url.into()
 }
 
 fn expect_certificate_error(what: &str, result: Result<bool, StoreError>, needle: &str) {
@@ -95,43 +93,55 @@ async fn sslmodes_against_the_local_server() {
     };
 
     // require: encrypted, certificate not checked.
-    let encrypted = open_and_check(&url, &admin, settings(&url, SslMode::Require)).await;
+    let encrypted = open_and_check(&url, &admin, &[("sslmode", "require")]).await;
     assert!(encrypted.expect("sslmode=require connects"));
     // prefer: encrypted when offered; disable: plain.
     assert!(
-        open_and_check(&url, &admin, settings(&url, SslMode::Prefer))
+        open_and_check(&url, &admin, &[("sslmode", "prefer")])
             .await
             .expect("prefer")
     );
     assert!(
-        !open_and_check(&url, &admin, settings(&url, SslMode::Disable))
+        !open_and_check(&url, &admin, &[("sslmode", "disable")])
             .await
             .expect("disable")
     );
 
     // verify-full with the public roots: a self-signed certificate fails,
     // with a message that says what to do.
-    let result = open_and_check(&url, &admin, settings(&url, SslMode::VerifyFull)).await;
+    let result = open_and_check(&url, &admin, &[("sslmode", "verify-full")]).await;
     expect_certificate_error("verify-full, public roots", result, "sslrootcert");
 
     // Trusting the server's own certificate: verify-ca passes whatever the
     // host is called; verify-full needs the name in the certificate.
-    let trusted = |mode| settings(&url, mode).sslrootcert(certificate.clone());
+    let trusted = |mode| [("sslmode", mode), ("sslrootcert", certificate.as_str())];
     assert!(
-        open_and_check(&url, &admin, trusted(SslMode::VerifyCa))
+        open_and_check(&url, &admin, &trusted("verify-ca"))
             .await
             .expect("verify-ca")
     );
-    let result = open_and_check(&url, &admin, trusted(SslMode::VerifyFull).host("127.0.0.1")).await;
+    let result = open_and_check(
+        &with_host(&url, "127.0.0.1"),
+        &admin,
+        &trusted("verify-full"),
+    )
+    .await;
     expect_certificate_error("verify-full, wrong name", result, "not valid for name");
-    let by_name =
-        open_and_check(&url, &admin, trusted(SslMode::VerifyFull).host("localhost")).await;
+    let by_name = open_and_check(
+        &with_host(&url, "localhost"),
+        &admin,
+        &trusted("verify-full"),
+    )
+    .await;
     assert!(by_name.expect("verify-full with the right name and root"));
 
     // A root file that does not exist is a configuration error.
-    let missing = settings(&url, SslMode::VerifyFull).sslrootcert("/nonexistent/root.pem");
+    let missing = [
+        ("sslmode", "verify-full"),
+        ("sslrootcert", "/nonexistent/root.pem"),
+    ];
     assert!(matches!(
-        open_and_check(&url, &admin, missing).await,
+        open_and_check(&url, &admin, &missing).await,
         Err(StoreError::Config(_))
     ));
 }

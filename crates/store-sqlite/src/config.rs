@@ -218,24 +218,22 @@ fn strip_scheme(url: &str) -> Option<&str> {
 }
 
 fn percent_decode(s: &str) -> Result<String, ConfigError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| ConfigError::Encoding(s.to_owned()))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let bad = || ConfigError::Encoding(s.to_owned());
+    // The crate passes a stray `%` through as it is; in a file name that
+    // is more likely a typo than a wish.
+    let well_formed = s.split('%').skip(1).all(|after| {
+        after
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(bad());
     }
-    String::from_utf8(out).map_err(|_| ConfigError::Encoding(s.to_owned()))
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(String::from)
+        .map_err(|_| bad())
 }
 
 fn invalid(name: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use store_postgres::{Config, ConfigBuilder, PostgresStore};
+use store_postgres::{Config, PostgresStore};
 use world_core::BlockStore;
 use world_core::store::ForwardingStore;
 
@@ -30,15 +30,41 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
-/// Settings for tests: small pool, short timeouts, no environment.
-pub fn builder(url: &str, schema: &str) -> ConfigBuilder {
-    Config::builder()
-        .url(url)
-        .schema(schema)
-        .application_name(schema)
-        .pool_size(3usize)
-        .connect_timeout(Duration::from_secs(5))
-        .statement_timeout(Duration::from_secs(20))
+/// `url` with the query parameters `params` set (replacing those of the
+/// same names).
+pub fn with_params(url: &str, params: &[(&str, &str)]) -> String {
+    let mut url = url::Url::parse(url).expect("test URL");
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(name, _)| !params.iter().any(|(n, _)| n == name))
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .extend_pairs(params);
+    url.into()
+}
+
+/// `url`'s settings, without reading the environment.
+pub fn config(url: &str) -> Config {
+    Config::from_env_and_url(url, |_| None).expect("test config")
+}
+
+/// Settings for tests on `schema`: small pool, short timeouts, `extra`
+/// query parameters, no environment.
+pub fn settings(url: &str, schema: &str, extra: &[(&str, &str)]) -> Config {
+    let url = with_params(
+        url,
+        &[
+            ("schema", schema),
+            ("application_name", schema),
+            ("pool_size", "3"),
+            ("connect_timeout", "5s"),
+            ("statement_timeout", "20s"),
+        ],
+    );
+    config(&with_params(&url, extra))
 }
 
 /// An administrative connection (no TLS) to `url`.
@@ -93,7 +119,7 @@ impl Drop for TestStore {
 pub async fn fresh(tag: &str) -> Option<TestStore> {
     let url = url()?;
     let schema = unique(tag);
-    let config = builder(&url, &schema).build().expect("test config");
+    let config = settings(&url, &schema, &[]);
     let store = PostgresStore::open(config).await.expect("open store");
     Some(TestStore { store, url, schema })
 }

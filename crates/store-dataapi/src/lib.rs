@@ -113,6 +113,7 @@ pub mod counters;
 mod error;
 mod retry;
 mod store;
+mod wire;
 
 pub use config::{
     Config, ConfigError, DEFAULT_CALL_TIMEOUT, DEFAULT_PAGE_ROWS, DEFAULT_RESUME_WAIT,

@@ -163,7 +163,7 @@ async fn measure_writes_and_loads() {
         .expect("open");
         measure(&format!("dataapi (write_form={form})"), &store).await;
     }
-    if let Ok(url) = std::env::var("CRAFT_TEST_POSTGRES_URL") {
+    if let Some(url) = world_core::conformance::test_service("CRAFT_TEST_POSTGRES_URL") {
         let sep = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{sep}schema={}", common::unique("measure_pg"));
         let config = store_postgres::Config::from_url(&url).expect("postgres URL");

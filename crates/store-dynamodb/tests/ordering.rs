@@ -26,6 +26,17 @@ fn meta() -> ChangeMeta {
     }
 }
 
+const HOUR_MS: i64 = 3_600_000;
+
+/// Waits (polling, with a generous deadline) until `cond` holds.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -91,12 +102,15 @@ async fn a_crashed_writers_reservation_is_skipped_by_the_next_writer() {
         return;
     };
     let chunk = ChunkPos::new(0, 0);
-    // Keys 1..=5 reserved, only key 3 written, then the writer died.
+    // Keys 1..=5 reserved, only key 3 written, then the writer died. Its
+    // clock ran an hour ahead: readers, going by head times, must not
+    // take the reservation for stuck however slow this machine is; the
+    // next writer skips it after stuck_after on its own clock.
     crashed_writer(
         store.table(),
         chunk,
         5,
-        now_ms(),
+        now_ms() + HOUR_MS,
         &[(BlockPos::new(1, 1, 1), 3)],
     )
     .await;
@@ -125,12 +139,13 @@ async fn a_crashed_writers_reservation_is_skipped_by_the_next_writer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_repair_a_reservation_nobody_will_commit() {
-    let Some(store) = store_with(Duration::from_secs(5), |b| b).await else {
+    // An hour: "fresh" and "stuck" are far apart, whatever the load.
+    let Some(store) = store_with(Duration::from_secs(3600), |b| b).await else {
         return;
     };
     let a = ChunkPos::new(1, 0);
     let b = ChunkPos::new(2, 0);
-    let long_ago = now_ms() - 60_000;
+    let long_ago = now_ms() - 2 * HOUR_MS;
     crashed_writer(
         store.table(),
         a,
@@ -233,14 +248,17 @@ async fn a_store_skips_its_own_abandoned_reservation_at_once() {
     assert!(store.counter_total(SKIPPED) >= 2.0);
 }
 
-/// Holds every `BatchWriteItem` for a while (blocking the worker thread: a
-/// writer that is alive but slow).
-#[derive(Debug)]
-struct SlowWrites(Duration);
+/// Holds `BatchWriteItem`s (blocking the worker thread: a writer that is
+/// alive but slow) from the first one until released.
+#[derive(Clone, Debug, Default)]
+struct HoldWrites {
+    entered: Arc<AtomicBool>,
+    released: Arc<AtomicBool>,
+}
 
-impl Intercept for SlowWrites {
+impl Intercept for HoldWrites {
     fn name(&self) -> &'static str {
-        "SlowWrites"
+        "HoldWrites"
     }
 
     fn read_before_transmit(
@@ -255,7 +273,10 @@ impl Intercept for SlowWrites {
             .get("x-amz-target")
             .unwrap_or("");
         if target.ends_with(".BatchWriteItem") {
-            std::thread::sleep(self.0);
+            self.entered.store(true, Ordering::SeqCst);
+            while !self.released.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         Ok(())
     }
@@ -263,10 +284,9 @@ impl Intercept for SlowWrites {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn a_slow_writer_that_was_skipped_writes_again_under_new_keys() {
-    let Some(store) = store_with(Duration::from_secs(3600), |b| {
-        b.interceptor(SlowWrites(Duration::from_millis(800)))
-    })
-    .await
+    let hold = HoldWrites::default();
+    let interceptor = hold.clone();
+    let Some(store) = store_with(Duration::from_secs(3600), |b| b.interceptor(interceptor)).await
     else {
         return;
     };
@@ -281,19 +301,25 @@ async fn a_slow_writer_that_was_skipped_writes_again_under_new_keys() {
         let batch = batch.clone();
         tokio::spawn(async move { store.apply(&batch).await })
     };
-    // While the writer's items are in flight, someone (a reader that took
-    // it for crashed) moves the watermark over its keys 1..=3.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // While the writer's items are held in flight (its keys 1..=3
+    // reserved), someone (a reader that took it for crashed) moves the
+    // watermark over them.
+    until("the writer sends its items", || {
+        hold.entered.load(Ordering::SeqCst)
+    })
+    .await;
     let raw = common::raw_client().expect("endpoint");
-    raw.update_item()
+    let skipped = raw
+        .update_item()
         .table_name(store.table())
         .key("pk", AttributeValue::S("c#-4#-4".into()))
         .key("sk", AttributeValue::S("h".into()))
         .update_expression("SET c = r, cw = :who")
         .expression_attribute_values(":who", AttributeValue::S("skip".into()))
         .send()
-        .await
-        .expect("skip");
+        .await;
+    hold.released.store(true, Ordering::SeqCst);
+    skipped.expect("skip");
     let receipt = writer.await.expect("join").expect("apply");
     assert_eq!((receipt.chunks[0].before, receipt.chunks[0].after), (3, 6));
     assert_eq!(store.counter_total(REWRITES), 1.0);

@@ -8,10 +8,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+
+use common::cluster::Cluster;
 
 use store_postgres::PostgresStore;
 use world_core::coords::ChunkPos;
@@ -35,6 +35,25 @@ async fn bounded<T>(
     match tokio::time::timeout(HANG, call).await {
         Ok(result) => result,
         Err(_) => panic!("{what} hung for {HANG:?}"),
+    }
+}
+
+/// Calls `call` until it succeeds: an outage is over. Meanwhile it may
+/// only fail as unavailable; a minute is far more than a recovery takes.
+async fn once_recovered<T, F, Fut>(what: &str, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match bounded(what, call()).await {
+            Ok(value) => return value,
+            Err(StoreError::Unavailable { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{what}: the store did not recover: {e:?}"),
+        }
     }
 }
 
@@ -257,136 +276,6 @@ async fn nobody_listening_is_unavailable() {
     assert_unavailable("open", bounded("open", PostgresStore::open(config)).await);
 }
 
-/// A PostgreSQL cluster of this test's own, in a temporary directory.
-struct Cluster {
-    dir: tempfile::TempDir,
-    bindir: PathBuf,
-    port: u16,
-    owner: Option<&'static str>,
-}
-
-impl Cluster {
-    /// initdb + start, or `None` (skip) when the binaries are missing.
-    fn create() -> Option<Cluster> {
-        let bindir = std::env::var_os("CRAFT_TEST_PG_BINDIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/local/bin"));
-        if !bindir.join("initdb").exists() || !bindir.join("pg_ctl").exists() {
-            if std::env::var_os("CRAFT_TEST_REQUIRE_SERVICES").is_some() {
-                panic!("initdb/pg_ctl not found in {}", bindir.display());
-            }
-            eprintln!(
-                "skipping: no initdb/pg_ctl in {} (set CRAFT_TEST_PG_BINDIR)",
-                bindir.display()
-            );
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        // initdb refuses to run as root: hand the cluster to `postgres`.
-        let is_root = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout == b"0\n")
-            .unwrap_or(false);
-        // As scripts/test.sh does: `postgres` when it exists, else `nobody`.
-        let has_postgres = Command::new("id")
-            .arg("postgres")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        let owner = is_root.then_some(if has_postgres { "postgres" } else { "nobody" });
-        if let Some(user) = owner {
-            let status = Command::new("chown")
-                .arg("-R")
-                .arg(user)
-                .arg(dir.path())
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown {user} failed");
-        }
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            probe.local_addr().expect("addr").port()
-        };
-        let cluster = Cluster {
-            dir,
-            bindir,
-            port,
-            owner,
-        };
-        let data = cluster.data();
-        let out = cluster
-            .command("initdb")
-            .args(["-D", &data, "-U", "postgres", "-A", "trust", "--no-sync"])
-            .output()
-            .expect("initdb");
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        cluster.start();
-        Some(cluster)
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let exe = self.bindir.join(program);
-        match self.owner {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        }
-    }
-
-    fn pg_ctl(&self, args: &[&str]) -> std::process::Output {
-        let data = self.data();
-        let mut c = self.command("pg_ctl");
-        c.args(["-D", &data]).args(args);
-        c.output().expect("pg_ctl")
-    }
-
-    fn start(&self) {
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=20",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("log").display().to_string();
-        let out = self.pg_ctl(&["-l", &log, "-w", "-t", "60", "-o", &options, "start"]);
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn stop(&self, mode: &str) {
-        let out = self.pg_ctl(&["-m", mode, "-w", "-t", "60", "stop"]);
-        assert!(
-            out.status.success(),
-            "pg_ctl stop: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_is_used_again() {
     let Some(cluster) = tokio::task::spawn_blocking(Cluster::create)
@@ -440,20 +329,7 @@ async fn a_restarted_server_is_used_again() {
 
     // 3. Back up: the pool reconnects by itself.
     tokio::task::block_in_place(|| cluster.start());
-    let mut recovered = false;
-    for _ in 0..100 {
-        match bounded("ping", store.ping()).await {
-            Ok(()) => {
-                recovered = true;
-                break;
-            }
-            Err(StoreError::Unavailable { .. }) => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("unexpected error after the restart: {e:?}"),
-        }
-    }
-    assert!(recovered, "the store did not recover after the restart");
+    once_recovered("ping after the restart", || store.ping()).await;
 
     // The failed batches succeed when applied again; nothing is lost or
     // duplicated.
@@ -577,26 +453,16 @@ async fn a_silent_network_times_out_and_recovers() {
     );
 
     frozen.store(false, std::sync::atomic::Ordering::SeqCst);
-    let mut recovered = false;
-    for _ in 0..50 {
-        match bounded("load", store.load_chunk(chunk, 0)).await {
-            Ok(data) => {
-                // The batch that timed out may or may not have committed.
-                assert!(
-                    data.blocks.len() == 100 || data.blocks.len() == 200,
-                    "{}",
-                    data.blocks.len()
-                );
-                recovered = true;
-                break;
-            }
-            Err(StoreError::Unavailable { .. }) => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("unexpected error after the network came back: {e:?}"),
-        }
-    }
-    assert!(recovered, "the store did not recover");
+    let data = once_recovered("load after the network came back", || {
+        store.load_chunk(chunk, 0)
+    })
+    .await;
+    // The batch that timed out may or may not have committed.
+    assert!(
+        data.blocks.len() == 100 || data.blocks.len() == 200,
+        "{}",
+        data.blocks.len()
+    );
     store
         .apply(&layer(chunk, 2, 3, 100))
         .await

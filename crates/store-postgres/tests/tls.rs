@@ -1,33 +1,32 @@
-//! TLS against the local server, when it has `ssl = on` (Debian's default,
-//! with the self-signed "snakeoil" certificate for `localhost`); skipped
-//! when it does not.
+//! TLS against a PostgreSQL cluster of the test's own with `ssl = on` and
+//! a self-signed certificate for `localhost` made here (the shared test
+//! server may not have TLS; a private cluster always does).
 
 mod common;
 
+use std::path::Path;
+
+use common::cluster::Cluster;
 use store_postgres::PostgresStore;
 use world_core::{BlockStore, StoreError};
 
-/// The server's certificate file when TLS is on and the file is readable.
-async fn server_certificate(admin: &tokio_postgres::Client) -> Option<String> {
-    let ssl: String = admin
-        .query_one("SHOW ssl", &[])
-        .await
-        .expect("SHOW ssl")
-        .get(0);
-    if ssl != "on" {
-        eprintln!("skipping: the server has ssl = {ssl}");
-        return None;
-    }
-    let file: String = admin
-        .query_one("SHOW ssl_cert_file", &[])
-        .await
-        .expect("SHOW ssl_cert_file")
-        .get(0);
-    if std::fs::metadata(&file).is_err() {
-        eprintln!("skipping: cannot read the server certificate {file}");
-        return None;
-    }
-    Some(file)
+/// Writes a self-signed certificate for `localhost` and its key into
+/// `dir`; the server settings that use them.
+fn with_certificate(dir: &Path) -> Vec<String> {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .expect("self-signed certificate");
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    std::fs::write(&cert, made.cert.pem()).expect("write the certificate");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write the key");
+    // PostgreSQL refuses a key others may read.
+    let owner_only = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(&key, owner_only).expect("key permissions");
+    vec![
+        "ssl=on".to_owned(),
+        format!("ssl_cert_file={}", cert.display()),
+        format!("ssl_key_file={}", key.display()),
+    ]
 }
 
 /// Opens a store of one connection on `url` with the query parameters
@@ -83,14 +82,16 @@ fn expect_certificate_error(what: &str, result: Result<bool, StoreError>, needle
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sslmodes_against_the_local_server() {
-    let Some(url) = common::url() else {
+async fn sslmodes_against_a_tls_server() {
+    let Some(cluster) = tokio::task::spawn_blocking(|| Cluster::create_with(with_certificate))
+        .await
+        .expect("create cluster")
+    else {
         return;
     };
+    let url = cluster.url();
+    let certificate = cluster.path().join("server.crt").display().to_string();
     let admin = common::admin(&url).await;
-    let Some(certificate) = server_certificate(&admin).await else {
-        return;
-    };
 
     // require: encrypted, certificate not checked.
     let encrypted = open_and_check(&url, &admin, &[("sslmode", "require")]).await;

@@ -11,7 +11,8 @@
 //! - [`terrain`]: the Craft terrain generator, bit-exact with the client;
 //! - [`protocol`]: the line codec (client commands in, server messages out);
 //! - [`store`]: the [`store::BlockStore`] trait every backend implements, its
-//!   data types and its error type;
+//!   data types and its error type, [`store::ForwardingStore`] for stores
+//!   that wrap another, and [`store::StoreCounters`] for backend counters;
 //! - `conformance` (feature `conformance`): the suite every backend runs.
 
 pub mod coords;

@@ -248,8 +248,9 @@ async fn a_store_skips_its_own_abandoned_reservation_at_once() {
     assert!(store.counter_total(SKIPPED) >= 2.0);
 }
 
-/// Holds `BatchWriteItem`s (blocking the worker thread: a writer that is
-/// alive but slow) from the first one until released.
+/// Holds the first `BatchWriteItem` until released (blocking its worker
+/// thread: a writer that is alive but slow). Only one: the runtime's
+/// other workers must stay free to drive the test's timers.
 #[derive(Clone, Debug, Default)]
 struct HoldWrites {
     entered: Arc<AtomicBool>,
@@ -272,8 +273,7 @@ impl Intercept for HoldWrites {
             .headers()
             .get("x-amz-target")
             .unwrap_or("");
-        if target.ends_with(".BatchWriteItem") {
-            self.entered.store(true, Ordering::SeqCst);
+        if target.ends_with(".BatchWriteItem") && !self.entered.swap(true, Ordering::SeqCst) {
             while !self.released.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(5));
             }

@@ -28,19 +28,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::lifecycle::{Control, Switch};
+use crate::config::{AgonesConfig, PlayerCount};
+use crate::control::Control;
 use crate::metrics::Health;
-
-/// Set by Agones in the game server container: the sidecar's REST port.
-pub const HTTP_PORT_ENV: &str = "AGONES_SDK_HTTP_PORT";
-/// Set by Agones in the game server container: the sidecar's gRPC port.
-pub const GRPC_PORT_ENV: &str = "AGONES_SDK_GRPC_PORT";
-/// The sidecar's REST port when the environment does not say.
-pub const DEFAULT_HTTP_PORT: u16 = 9358;
 
 /// How often the lifecycle task looks at the player count.
 const WATCH: Duration = Duration::from_millis(250);
@@ -48,116 +41,6 @@ const WATCH: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long `Shutdown` is retried after the drain.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(5);
-
-/// Where the player count goes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PlayerCount {
-    /// The beta Counter named `agones.counter` (falls back to a label when
-    /// the GameServer declares no such Counter).
-    #[default]
-    Counter,
-    /// The label `agones.dev/sdk-<agones.counter>`.
-    Label,
-    /// Not reported.
-    None,
-}
-
-/// `[agones]` settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AgonesConfig {
-    /// `auto`: on when Agones set `AGONES_SDK_HTTP_PORT` or
-    /// `AGONES_SDK_GRPC_PORT`.
-    pub enabled: Switch,
-    /// The sidecar's REST API; default
-    /// `http://localhost:${AGONES_SDK_HTTP_PORT:-9358}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// Time between health pings (keep it well under the GameServer's
-    /// `health.periodSeconds`, 5 s by default).
-    #[serde(with = "humantime_serde")]
-    pub health_interval: Duration,
-    /// Where the player count goes: `counter`, `label` or `none`.
-    pub player_count: PlayerCount,
-    /// Name of the Counter (or label key) holding the player count.
-    pub counter: String,
-    /// Mark the game server Allocated when the first player joins.
-    pub allocate_on_join: bool,
-    /// Drain and shut down once the server has been empty this long after
-    /// its last player left; unset: never.
-    #[serde(
-        default,
-        with = "humantime_serde",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shutdown_when_empty_for: Option<Duration>,
-    /// Longest wait for one answer of the sidecar.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-impl Default for AgonesConfig {
-    fn default() -> Self {
-        Self {
-            enabled: Switch::Auto,
-            url: None,
-            health_interval: Duration::from_secs(2),
-            player_count: PlayerCount::Counter,
-            counter: "players".to_owned(),
-            allocate_on_join: true,
-            shutdown_when_empty_for: None,
-            timeout: Duration::from_secs(2),
-        }
-    }
-}
-
-impl AgonesConfig {
-    /// The sidecar's base URL when the integration is on, given the
-    /// environment (`env` looks a variable up).
-    pub fn endpoint(&self, env: impl Fn(&str) -> Option<String>) -> Option<String> {
-        let present = || env(HTTP_PORT_ENV).is_some() || env(GRPC_PORT_ENV).is_some();
-        if !self.enabled.resolve(present) {
-            return None;
-        }
-        Some(match &self.url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => {
-                let port = env(HTTP_PORT_ENV)
-                    .and_then(|p| p.trim().parse::<u16>().ok())
-                    .unwrap_or(DEFAULT_HTTP_PORT);
-                format!("http://localhost:{port}")
-            }
-        })
-    }
-
-    /// Checks ranges (no I/O).
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(u) = &self.url {
-            let url = url::Url::parse(u).map_err(|e| format!("agones.url {u:?}: {e}"))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(format!("agones.url {u:?} must be http or https"));
-            }
-        }
-        if self.health_interval.is_zero() || self.timeout.is_zero() {
-            return Err("agones.health_interval and agones.timeout must be positive".into());
-        }
-        if self.shutdown_when_empty_for.is_some_and(|d| d.is_zero()) {
-            return Err(
-                "agones.shutdown_when_empty_for must be positive (leave it out for never)".into(),
-            );
-        }
-        // A label key (the fallback) is the strictest use of the name.
-        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        if self.counter.is_empty() || self.counter.len() > 63 || !self.counter.chars().all(valid) {
-            return Err(format!(
-                "agones.counter {:?} must be 1 to 63 letters, digits, '-', '_' or '.'",
-                self.counter
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Why a call to the sidecar failed.
 #[derive(Debug, thiserror::Error)]
@@ -538,60 +421,5 @@ async fn lifecycle(
         if !pause(WATCH).await {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
-
-    #[test]
-    fn auto_follows_the_sidecar_environment() {
-        let config = AgonesConfig::default();
-        assert_eq!(config.endpoint(env(&[])), None);
-        assert_eq!(
-            config.endpoint(env(&[(HTTP_PORT_ENV, "9999")])).as_deref(),
-            Some("http://localhost:9999")
-        );
-        assert_eq!(
-            config.endpoint(env(&[(GRPC_PORT_ENV, "9357")])).as_deref(),
-            Some("http://localhost:9358")
-        );
-        let off = AgonesConfig {
-            enabled: Switch::Off,
-            ..AgonesConfig::default()
-        };
-        assert_eq!(off.endpoint(env(&[(HTTP_PORT_ENV, "9999")])), None);
-        let explicit = AgonesConfig {
-            enabled: Switch::On,
-            url: Some("http://127.0.0.1:1234/".into()),
-            ..AgonesConfig::default()
-        };
-        assert_eq!(
-            explicit.endpoint(env(&[])).as_deref(),
-            Some("http://127.0.0.1:1234")
-        );
-    }
-
-    #[test]
-    fn validation() {
-        let mut c = AgonesConfig::default();
-        c.validate().expect("defaults");
-        c.counter = "players online".into();
-        assert!(c.validate().is_err());
-        c.counter = "players".into();
-        c.url = Some("ftp://x".into());
-        assert!(c.validate().is_err());
-        c.url = None;
-        c.shutdown_when_empty_for = Some(Duration::ZERO);
-        assert!(c.validate().is_err());
     }
 }

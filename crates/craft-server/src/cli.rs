@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, LoginMode, Spawn, StoreUrl};
-use crate::lifecycle::Switch;
+use crate::config::{Config, ConfigError, LoginMode, Spawn, StoreUrl, Switch};
 
 /// A world server for the unmodified Craft client.
 ///

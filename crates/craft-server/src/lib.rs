@@ -11,8 +11,8 @@
 //! - [`login`]: the optional identity service;
 //! - [`metrics`]: Prometheus metrics and health;
 //! - on orchestrators: the [`admin`] listener (probes, metrics), [`agones`]
-//!   (the SDK sidecar), [`imds`] (spot interruption notices), tied together
-//!   by [`lifecycle`].
+//!   (the SDK sidecar), [`imds`] (spot interruption notices); both ask for
+//!   the drain through [`control`], and [`server`] starts them.
 
 pub mod admin;
 pub mod agones;
@@ -21,8 +21,8 @@ pub mod cli_import;
 mod commands;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod imds;
-pub mod lifecycle;
 pub mod login;
 pub mod metrics;
 pub mod outbound;

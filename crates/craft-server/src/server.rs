@@ -1,16 +1,23 @@
-//! Accepting players and running the world until shutdown.
+//! Start-up wiring and the accept loop: [`run`] pings the store, starts
+//! the game loop ([`World`]), the store probe and the orchestrator
+//! [`Sidecars`] (Agones, spot notices), accepts players until shutdown,
+//! then drains.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tracing::{error, info};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
 use world_core::BlockStore;
 
+use crate::agones::Agones;
 use crate::config::Config;
 use crate::connection;
-use crate::lifecycle::{self, Control, Sidecars};
+use crate::control::Control;
+use crate::imds;
 use crate::metrics::{Health, Metrics};
 use crate::stores::Instrumented;
 use crate::world::{Event, World};
@@ -67,8 +74,8 @@ pub async fn run(
             error!(error = %e, "the store does not answer yet; serving from memory meanwhile")
         }
     }
-    let probe_stop = tokio_util::sync::CancellationToken::new();
-    let probe = lifecycle::spawn_store_probe(store.clone(), health.clone(), probe_stop.clone());
+    let probe_stop = CancellationToken::new();
+    let probe = spawn_store_probe(store.clone(), health.clone(), probe_stop.clone());
     let (events, rx) = mpsc::channel(EVENT_QUEUE);
     let world = World::new(
         config.clone(),
@@ -95,7 +102,7 @@ pub async fn run(
     };
     control.attach(events.clone());
     let sidecars = Sidecars::start(&config, &health, &control);
-    let connections = tokio_util::sync::CancellationToken::new();
+    let connections = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
     tokio::pin!(shutdown);
     let mut next_conn = 0u64;
@@ -191,5 +198,98 @@ impl Drained {
     /// would only get it restarted on a doomed node.
     pub fn wait_for_signal(&self) -> bool {
         self.by_itself && !self.orchestrated
+    }
+}
+
+/// How often a store not known to answer is pinged.
+const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest one probe may take.
+const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Pings `store` whenever the last store call failed (or none succeeded
+/// yet), until `stop` is cancelled. `store` is the instrumented store, so
+/// each answer updates [`Health`].
+pub fn spawn_store_probe(
+    store: Arc<dyn BlockStore>,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(STORE_PROBE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if health.store_ok.load(std::sync::atomic::Ordering::Relaxed) {
+                continue;
+            }
+            match tokio::time::timeout(STORE_PROBE_TIMEOUT, store.ping()).await {
+                Ok(Ok(())) => info!("the store answers"),
+                Ok(Err(e)) => debug!(error = %e, "the store does not answer yet"),
+                Err(_) => {
+                    health.store_result(false);
+                    debug!("store ping timed out");
+                }
+            }
+        }
+    })
+}
+
+/// The helpers a server runs beside the game loop on an orchestrator.
+#[derive(Debug, Default)]
+pub struct Sidecars {
+    agones: Option<Agones>,
+    imds: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Sidecars {
+    /// Starts what `config` (and the environment) asks for.
+    pub fn start(config: &Config, health: &Arc<Health>, control: &Arc<Control>) -> Self {
+        let env = |name: &str| std::env::var(name).ok();
+        let agones = match config.agones.endpoint(env) {
+            Some(url) => {
+                info!(%url, "Agones SDK enabled");
+                Some(Agones::start(
+                    &config.agones,
+                    url,
+                    health.clone(),
+                    control.clone(),
+                    config.stall_timeout,
+                ))
+            }
+            None => None,
+        };
+        let imds = if config.imds.enabled.resolve(imds::on_ec2) {
+            match imds::Watcher::new(&config.imds) {
+                Ok(watcher) => {
+                    info!(base_url = %config.imds.base_url, "watching for spot interruption notices");
+                    Some(tokio::spawn(watcher.run(control.clone())))
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot watch for spot interruption notices");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Self { agones, imds }
+    }
+
+    /// After the drain: stops the watcher and tells Agones the game server
+    /// is done. Returns whether Agones was told (it removes the server).
+    pub async fn finish(self) -> bool {
+        if let Some(imds) = self.imds {
+            imds.abort();
+        }
+        match self.agones {
+            Some(agones) => {
+                agones.shutdown().await;
+                true
+            }
+            None => false,
+        }
     }
 }

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use craft_server::agones::{Agones, AgonesConfig};
-use craft_server::config::Config;
-use craft_server::lifecycle::{Control, Switch};
+use craft_server::agones::Agones;
+use craft_server::config::Switch;
+use craft_server::config::{AgonesConfig, Config};
+use craft_server::control::Control;
 use craft_server::metrics::Health;
 use support::TestServer;
 use support::fakes::{FakeAgones, Journal, TestStore, eventually, journal};

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use craft_server::config::Config;
-use craft_server::imds::{ImdsConfig, Notice, Watcher};
-use craft_server::lifecycle::Switch;
+use craft_server::config::ImdsConfig;
+use craft_server::config::Switch;
+use craft_server::imds::{Notice, Watcher};
 use support::TestServer;
 use support::fakes::{FakeAgones, FakeImds, Journal, TestStore, eventually, journal};
 

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use craft_server::config::Switch;
 use craft_server::config::{Config, StoreUrl};
-use craft_server::lifecycle::Switch;
 use craft_server::server::{self, Shared};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

@@ -4,13 +4,20 @@
 //! configuration: `craft-server` alone serves `sqlite:craft.db` on
 //! `0.0.0.0:4080`. See `craft-server.example.toml` for a commented file.
 
-use std::fmt;
+mod orchestrator;
+mod store_url;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use world_core::protocol::Position;
+
+pub use orchestrator::{
+    AgonesConfig, DEFAULT_HTTP_PORT, GRPC_PORT_ENV, HTTP_PORT_ENV, ImdsConfig, PlayerCount, Switch,
+};
+pub use store_url::StoreUrl;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -34,71 +41,6 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: {0}")]
     Invalid(String),
-}
-
-/// A store URL. `Debug` and `Display` hide passwords and secrets.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct StoreUrl(pub String);
-
-impl StoreUrl {
-    /// The URL as given (secrets included): only for opening the store.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The scheme (`sqlite`, `postgres`, ...), lower case.
-    pub fn scheme(&self) -> String {
-        self.0
-            .split_once(':')
-            .map(|(s, _)| s.to_ascii_lowercase())
-            .unwrap_or_default()
-    }
-
-    /// The URL with any password and secret-looking query values replaced.
-    pub fn redacted(&self) -> String {
-        let Ok(mut url) = url::Url::parse(&self.0) else {
-            // Not a URL with an authority (e.g. `sqlite:craft.db`): no secrets.
-            return self.0.clone();
-        };
-        if url.password().is_some() {
-            let _ = url.set_password(Some("***"));
-        }
-        let secret = |k: &str| {
-            let k = k.to_ascii_lowercase();
-            ["password", "secret", "token", "key"]
-                .iter()
-                .any(|s| k.contains(s))
-                && !k.ends_with("_arn")
-        };
-        if url.query_pairs().any(|(k, _)| secret(&k)) {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if secret(&k) {
-                        "***".to_owned()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            url.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-        url.to_string()
-    }
-}
-
-impl fmt::Debug for StoreUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StoreUrl({})", self.redacted())
-    }
-}
-
-impl fmt::Display for StoreUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
 }
 
 /// Where players appear (and `/spawn` takes them).
@@ -356,9 +298,9 @@ pub struct Config {
     /// Interest management on busy servers.
     pub interest: Interest,
     /// Agones SDK integration.
-    pub agones: crate::agones::AgonesConfig,
+    pub agones: AgonesConfig,
     /// Spot interruption notices from the EC2 metadata service.
-    pub imds: crate::imds::ImdsConfig,
+    pub imds: ImdsConfig,
 }
 
 impl Default for Config {
@@ -381,8 +323,8 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             limits: Limits::default(),
             interest: Interest::default(),
-            agones: crate::agones::AgonesConfig::default(),
-            imds: crate::imds::ImdsConfig::default(),
+            agones: AgonesConfig::default(),
+            imds: ImdsConfig::default(),
         }
     }
 }
@@ -488,7 +430,7 @@ mod tests {
 
     #[test]
     fn example_file_parses() {
-        let text = include_str!("../../../craft-server.example.toml");
+        let text = include_str!("../../../../craft-server.example.toml");
         let c = Config::from_toml(text).expect("example parses");
         c.validate().expect("example is valid");
     }
@@ -497,24 +439,6 @@ mod tests {
     fn unknown_fields_are_refused_with_their_name() {
         let err = Config::from_toml("listne = \"0.0.0.0:1\"").expect_err("typo");
         assert!(err.to_string().contains("listne"), "{err}");
-    }
-
-    #[test]
-    fn store_url_hides_secrets() {
-        let url = StoreUrl("postgres://craft:hunter2@db:5432/world?sslmode=require".into());
-        assert!(!format!("{url:?}").contains("hunter2"));
-        assert!(!url.to_string().contains("hunter2"));
-        let url = StoreUrl("dataapi://world?resource_arn=arn:aws:rds:x&secret_arn=arn:aws:secretsmanager:y&token=abc".into());
-        assert!(
-            url.to_string().contains("secret_arn=arn"),
-            "ARNs are not secrets: {url}"
-        );
-        assert!(!url.to_string().contains("abc"));
-        assert_eq!(
-            StoreUrl("sqlite:craft.db".into()).to_string(),
-            "sqlite:craft.db"
-        );
-        assert_eq!(StoreUrl("Postgres://x".into()).scheme(), "postgres");
     }
 
     #[test]

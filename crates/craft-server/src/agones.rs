@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder, Retryable};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -37,8 +38,13 @@ use crate::metrics::Health;
 
 /// How often the lifecycle task looks at the player count.
 const WATCH: Duration = Duration::from_millis(250);
-/// Longest pause between retries of a failing call.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Pauses between retries of a failing call: 100 ms doubling to 5 s, with
+/// jitter so that a fleet does not hammer a restarting sidecar in step.
+const SDK_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_jitter()
+    .with_min_delay(Duration::from_millis(100))
+    .with_max_delay(Duration::from_secs(5))
+    .without_max_times();
 /// How long `Shutdown` is retried after the drain.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -210,24 +216,13 @@ impl Agones {
             task.abort();
             let _ = task.await;
         }
-        let started = Instant::now();
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.sdk.shutdown().await {
-                Ok(()) => {
-                    info!("Agones: Shutdown");
-                    return;
-                }
-                Err(e) if started.elapsed() + backoff < SHUTDOWN_PATIENCE => {
-                    debug!(error = %e, "Agones Shutdown failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-                Err(e) => {
-                    warn!(error = %e, "Agones Shutdown failed; giving up (the pod ends anyway)");
-                    return;
-                }
-            }
+        let shutdown = (|| self.sdk.shutdown())
+            .retry(SDK_BACKOFF.with_total_delay(Some(SHUTDOWN_PATIENCE)))
+            .sleep(tokio::time::sleep)
+            .notify(|e, _| debug!(error = %e, "Agones Shutdown failed; retrying"));
+        match shutdown.await {
+            Ok(()) => info!("Agones: Shutdown"),
+            Err(e) => warn!(error = %e, "Agones Shutdown failed; giving up (the pod ends anyway)"),
         }
     }
 }
@@ -281,11 +276,13 @@ async fn heartbeat(
     }
 }
 
-/// A call that failed and when to try it again.
+/// When a call that the lifecycle loop makes on its rounds may be tried
+/// again. The loop keeps watching the player count meanwhile, so it asks
+/// `due` on each round instead of sleeping through the backoff.
 #[derive(Debug)]
 struct Retry {
     next: Instant,
-    backoff: Duration,
+    backoff: ExponentialBackoff,
     failing: bool,
 }
 
@@ -293,7 +290,7 @@ impl Retry {
     fn new() -> Self {
         Self {
             next: Instant::now(),
-            backoff: Duration::from_millis(100),
+            backoff: SDK_BACKOFF.build(),
             failing: false,
         }
     }
@@ -311,9 +308,9 @@ impl Retry {
                 false
             }
             Err(_) => {
-                let jitter = rand::random_range(0.5..1.5);
-                self.next = Instant::now() + self.backoff.mul_f64(jitter);
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                // The builder has no limit: the iterator never ends.
+                let delay = self.backoff.next().unwrap_or(Duration::from_secs(5));
+                self.next = Instant::now() + delay;
                 !std::mem::replace(&mut self.failing, true)
             }
         }
@@ -343,20 +340,21 @@ async fn lifecycle(
             return;
         }
     }
-    let mut retry = Retry::new();
-    loop {
-        let result = sdk.ready().await;
-        let first = retry.record(&result);
-        match result {
-            Ok(()) => break,
-            Err(e) if first => {
+    let mut first = true;
+    let ready = (|| sdk.ready())
+        .retry(SDK_BACKOFF)
+        .sleep(tokio::time::sleep)
+        .notify(|e, _| {
+            if std::mem::take(&mut first) {
                 warn!(error = %e, "Agones Ready failed; retrying (the sidecar may still be starting)");
+            } else {
+                debug!(error = %e, "Agones Ready failed again");
             }
-            Err(e) => debug!(error = %e, "Agones Ready failed again"),
-        }
-        if !pause(retry.next.saturating_duration_since(Instant::now())).await {
-            return;
-        }
+        });
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        // Retried without end: only the stop above ends it unready.
+        result = ready => if result.is_err() { return },
     }
     info!("Agones: Ready");
 

@@ -17,6 +17,7 @@ mod sync;
 
 use std::collections::HashMap;
 
+use backon::{ExponentialBuilder, Retryable};
 use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -164,6 +165,11 @@ pub(crate) enum Step {
 }
 
 const TICK: Duration = Duration::from_millis(250);
+/// Pauses between attempts of a failing chunk load: 50 ms doubling to 2 s.
+const CHUNK_LOAD_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(50))
+    .with_max_delay(Duration::from_secs(2))
+    .without_max_times();
 const PLAYER_SAVE_INTERVAL: Duration = Duration::from_secs(5);
 
 impl World {
@@ -515,18 +521,14 @@ impl World {
         let give_up = self.config.limits.load_timeout;
         tokio::spawn(async move {
             let started = Instant::now();
-            let mut delay = Duration::from_millis(50);
-            let result = loop {
-                match store.load_chunk(chunk, 0).await {
-                    Ok(data) => break Ok(data),
-                    Err(e) if e.is_retryable() && started.elapsed() + delay < give_up => {
-                        debug!(%chunk, error = %e, "chunk load failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(2));
-                    }
-                    Err(e) => break Err(e),
-                }
-            };
+            // Retry while the store says it may help and `load_timeout` has
+            // not passed (calls count too, not only the pauses).
+            let result = (|| store.load_chunk(chunk, 0))
+                .retry(CHUNK_LOAD_BACKOFF.with_total_delay(Some(give_up)))
+                .sleep(tokio::time::sleep)
+                .when(|e| e.is_retryable() && started.elapsed() < give_up)
+                .notify(|e, _| debug!(%chunk, error = %e, "chunk load failed; retrying"))
+                .await;
             let _ = events.send(Event::ChunkLoaded { chunk, result }).await;
         });
     }

@@ -7,6 +7,9 @@ use crate::world::{ConnId, Step, World};
 /// Chunks `/pq` may reach from the origin.
 const PQ_LIMIT: i64 = 1000;
 
+/// The answer to `/nick` on a server where building needs a login.
+const NICK_REFUSED: &str = "You cannot change your nick on this server.";
+
 impl World {
     pub(crate) fn on_talk(&mut self, conn: ConnId, text: &str) -> Step {
         let Some(me) = self.players.get(&conn) else {
@@ -133,7 +136,14 @@ impl World {
         }
     }
 
+    /// `/nick [NAME]`. Where building needs a login, names are what the
+    /// identity service vouches for: the original refuses every `/nick`
+    /// there, even the question, so that nobody can pass for another.
     fn nick(&mut self, conn: ConnId, name: Option<&str>) {
+        if self.config.login.required_to_build {
+            self.send(conn, ServerMessage::Talk(NICK_REFUSED));
+            return;
+        }
         let Some(me) = self.players.get_mut(&conn) else {
             return;
         };

@@ -138,7 +138,8 @@ pub struct LoginConfig {
     /// How long to wait for the identity service.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Only logged-in players may build (edit blocks, lights, signs).
+    /// Only logged-in players may build (edit blocks, lights, signs), and
+    /// nobody may change their nick.
     pub required_to_build: bool,
     /// Told to guests after `A`. The original pointed at a site that no
     /// longer exists.

@@ -34,7 +34,7 @@ use world_core::terrain::ChunkTerrain;
 use world_core::{BlockStore, StoreError};
 
 pub use chunks::{BlockEntry, ChunkCache, ChunkSlot, ChunkState, Load};
-pub use players::{ConnId, Grid, IdPool, Player, Queued, Wait};
+pub use players::{ConnId, Grid, IdPool, Player, Queued, Roster, Wait};
 
 use crate::config::Config;
 use crate::login::LoginOutcome;
@@ -129,7 +129,7 @@ pub struct World {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) health: Arc<Health>,
     pub(crate) events: mpsc::Sender<Event>,
-    pub(crate) players: FxHashMap<ConnId, Player>,
+    pub(crate) players: Roster,
     pub(crate) by_id: FxHashMap<u32, ConnId>,
     pub(crate) ids: IdPool,
     pub(crate) grid: Grid,
@@ -193,7 +193,7 @@ impl World {
             metrics,
             health,
             events,
-            players: FxHashMap::default(),
+            players: Roster::default(),
             by_id: FxHashMap::default(),
             ids: IdPool::default(),
             grid: Grid::default(),

@@ -82,3 +82,31 @@ async fn players_are_listed_in_join_order() {
 async fn busy_servers_list_visible_players_in_join_order_too() {
     newcomer_hears_of_everyone_in_join_order(true).await;
 }
+
+/// Two players alternate chat lines 5 ms apart: a third one sees them in
+/// exactly the order they were sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_of_different_players_keep_their_order() {
+    let server = TestServer::memory(|_| {}).await;
+    let mut a = join(&server).await;
+    let mut b = join(&server).await;
+    let mut watcher = join(&server).await;
+    watcher.until(WAIT, |l| l == "N,2,guest2").await;
+    const LINES: usize = 40;
+    let mut sent = Vec::new();
+    for i in 0..LINES {
+        let (who, client) = if i % 2 == 0 { (1, &mut a) } else { (2, &mut b) };
+        client.send(&format!("T,line {i}")).await;
+        sent.push(format!("T,guest{who}> line {i}"));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let last = sent.last().cloned().unwrap_or_default();
+    let seen: Vec<String> = watcher
+        .until(WAIT, |l| l == last)
+        .await
+        .into_iter()
+        .filter(|l| l.starts_with("T,guest"))
+        .collect();
+    assert_eq!(seen, sent);
+    server.stop().await;
+}

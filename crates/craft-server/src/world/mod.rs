@@ -6,9 +6,13 @@
 //! on the store. Store work (chunk loads, flushes, multi-server sync, login
 //! checks) runs in spawned tasks that report back with an event.
 //!
-//! A player's commands run strictly in order: when one needs something not
-//! in memory yet (a chunk load, terrain, a flush, a login check), that
-//! player's later commands wait behind it while everyone else goes on.
+//! Events arrive in the order the connections read them (see
+//! [`connection`](crate::connection) for what that guarantees between
+//! clients). A player's commands run strictly in order: when one needs
+//! something not in memory yet (a chunk load, terrain, a flush, a login
+//! check), that player's later commands wait behind it while everyone else
+//! goes on. Whatever walks over the players (greetings, `/list`,
+//! broadcasts, wake-ups) goes in join order ([`Roster`]).
 
 mod chunks;
 mod flush;

@@ -47,10 +47,10 @@ pub enum Command {
     Import {
         /// Store to read, e.g. sqlite:craft.db.
         #[arg(long, value_name = "URL")]
-        from: String,
+        from: StoreUrl,
         /// Store to write (default: the configured store).
         #[arg(long, value_name = "URL")]
-        to: Option<String>,
+        to: Option<StoreUrl>,
     },
 }
 
@@ -77,7 +77,7 @@ pub struct Overrides {
         hide_env_values = true,
         global = true
     )]
-    pub store: Option<String>,
+    pub store: Option<StoreUrl>,
 
     /// Most players at once [default: 1000].
     #[arg(long, value_name = "N", global = true)]
@@ -165,7 +165,7 @@ impl Overrides {
             config.listen = v;
         }
         if let Some(v) = &self.store {
-            config.store = StoreUrl(v.clone());
+            config.store = v.clone();
         }
         if let Some(v) = self.max_players {
             config.max_players = v;

@@ -83,6 +83,10 @@ pub struct Overrides {
     #[arg(long, value_name = "N", global = true)]
     pub max_players: Option<usize>,
 
+    /// Connections at once from one IP address; 0: no limit [default: 128].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_connections_per_ip: Option<usize>,
+
     /// Longest an accepted edit waits before it is written; 0 writes
     /// through [default: 1s].
     #[arg(long, value_name = "DURATION", value_parser = duration, global = true)]
@@ -169,6 +173,9 @@ impl Overrides {
         }
         if let Some(v) = self.max_players {
             config.max_players = v;
+        }
+        if let Some(v) = self.max_connections_per_ip {
+            config.limits.max_connections_per_ip = v;
         }
         if let Some(v) = self.commit_interval {
             config.commit_interval = v;

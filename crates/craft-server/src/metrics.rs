@@ -46,6 +46,20 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// Labels `{reason="..."}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// Labels `{result="..."}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// How it went.
+    pub result: &'static str,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -81,8 +95,22 @@ pub struct Metrics {
     pub flush_seconds: Histogram,
     /// Chunks cached in memory.
     pub cached_chunks: Gauge,
-    /// Errors by kind (slow clients, full server, store failures...).
+    /// Errors by kind (slow clients, store failures...).
     pub errors: Family<KindLabel, Counter>,
+    /// Connections closed at once, by reason: `accept_limit` (more sockets
+    /// than `max_players` plus `limits.connection_margin`), `per_ip`
+    /// (`limits.max_connections_per_ip`), `full` (`max_players`),
+    /// `draining`.
+    pub connections_refused: Family<ReasonLabel, Counter>,
+    /// The most edits held in memory (`limits.max_unwritten_edits`); at it,
+    /// new edits are refused.
+    pub pending_edits_limit: Gauge,
+    /// Bytes queued for one client before it is disconnected (the
+    /// effective `limits.max_outbound_bytes`).
+    pub outbound_limit_bytes: Gauge,
+    /// Agones health pings by result: `ok`, `failed`, `skipped` (the game
+    /// loop is stuck).
+    pub agones_health_pings: Family<ResultLabel, Counter>,
     store: OnceLock<Arc<dyn BlockStore>>,
 }
 
@@ -180,6 +208,30 @@ impl Metrics {
         );
         let errors = Family::<KindLabel, Counter>::default();
         registry.register("errors", "Errors by kind", errors.clone());
+        let connections_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once, by reason",
+            connections_refused.clone(),
+        );
+        let pending_edits_limit = Gauge::default();
+        registry.register(
+            "pending_edits_limit",
+            "Most edits held in memory before new ones are refused",
+            pending_edits_limit.clone(),
+        );
+        let outbound_limit_bytes = Gauge::default();
+        registry.register(
+            "outbound_limit_bytes",
+            "Bytes queued for one client before it is disconnected",
+            outbound_limit_bytes.clone(),
+        );
+        let agones_health_pings = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "agones_health_pings",
+            "Agones health pings by result",
+            agones_health_pings.clone(),
+        );
         Self {
             registry,
             players,
@@ -198,6 +250,10 @@ impl Metrics {
             flush_seconds,
             cached_chunks,
             errors,
+            connections_refused,
+            pending_edits_limit,
+            outbound_limit_bytes,
+            agones_health_pings,
             store: OnceLock::new(),
         }
     }
@@ -215,6 +271,13 @@ impl Metrics {
     /// Counts an error.
     pub fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Counts a connection closed at once.
+    pub fn refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 use world_core::BlockStore;
 
+use crate::admission::{self, Admission};
 use crate::agones::Agones;
 use crate::config::Config;
 use crate::connection;
@@ -105,6 +106,7 @@ pub async fn run(
     let connections = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
     tokio::pin!(shutdown);
+    let admission = Admission::new(&config);
     let mut next_conn = 0u64;
     loop {
         tokio::select! {
@@ -112,6 +114,15 @@ pub async fn run(
             _ = control.drain_wanted() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
+                    let ticket = match admission.admit(addr.ip()) {
+                        Ok(ticket) => ticket,
+                        Err(refusal) => {
+                            debug!(%addr, reason = refusal.reason(), "connection refused");
+                            metrics.refused(refusal.reason());
+                            admission::refuse(stream, refusal);
+                            continue;
+                        }
+                    };
                     next_conn += 1;
                     let events = events.clone();
                     let limits = config.limits.clone();
@@ -126,7 +137,10 @@ pub async fn run(
                         readers.clone(),
                         connections.clone(),
                     );
-                    tracker.spawn(serve);
+                    tracker.spawn(async move {
+                        serve.await;
+                        drop(ticket);
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off a moment.

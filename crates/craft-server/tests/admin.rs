@@ -150,7 +150,7 @@ async fn probes_and_metrics_over_http() {
     at_least("craft_pending_edits", 0.0);
     at_least("craft_pending_oldest_milliseconds", 0.0);
     at_least("craft_cached_chunks", 1.0);
-    at_least(r#"craft_errors_total{kind="refused_connection"}"#, 1.0);
+    at_least(r#"craft_connections_refused_total{reason="full"}"#, 1.0);
     // The store's own counters, inside the exposition.
     at_least(r#"craft_store_requests_total{op="apply"}"#, 1.0);
     drop(client);

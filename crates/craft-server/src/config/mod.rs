@@ -210,6 +210,13 @@ pub struct Limits {
     /// request is answered from what the server has.
     #[serde(with = "humantime_serde")]
     pub load_timeout: Duration,
+    /// Connections accepted beyond `max_players` (they are told the server
+    /// is full by the game loop, and leaving players' sockets take a moment
+    /// to close); more are closed as soon as they are accepted.
+    pub connection_margin: usize,
+    /// Connections at once from one IP address; 0: no limit. Players behind
+    /// one NAT share an address, so keep it generous.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -222,6 +229,8 @@ impl Default for Limits {
             max_pending_edits: 100_000,
             max_backlog: 20_000,
             load_timeout: Duration::from_secs(10),
+            connection_margin: 64,
+            max_connections_per_ip: 128,
         }
     }
 }
@@ -266,7 +275,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the world is kept (see the README for every scheme).
     pub store: StoreUrl,
-    /// Players at once; more are told the server is full.
+    /// Players at once; more are told the server is full (see also
+    /// `limits.connection_margin`).
     pub max_players: usize,
     /// The longest an accepted edit waits in memory before it is written
     /// (edits are batched); 0 writes every edit through at once.

@@ -67,6 +67,8 @@ impl TestServer {
         // the tests run on an EC2 instance.
         config.agones.enabled = Switch::Off;
         config.imds.enabled = Switch::Off;
+        // Every test client comes from 127.0.0.1.
+        config.limits.max_connections_per_ip = 0;
         configure(&mut config);
         config.validate().expect("test config is valid");
         let shared = Shared::new(&config);
@@ -197,6 +199,20 @@ impl Client {
     /// Connects to `addr`.
     pub async fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).await.expect("connect");
+        Self::over(stream)
+    }
+
+    /// Connects to `addr` from the loopback address `from` (any of
+    /// 127.0.0.0/8 on Linux), as another machine would.
+    pub async fn connect_from(addr: SocketAddr, from: std::net::Ipv4Addr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from((from, 0)))
+            .expect("bind the client address");
+        Self::over(socket.connect(addr).await.expect("connect"))
+    }
+
+    fn over(stream: TcpStream) -> Self {
         stream.set_nodelay(true).expect("nodelay");
         let (r, w) = stream.into_split();
         Self {

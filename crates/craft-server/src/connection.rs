@@ -116,11 +116,11 @@ impl Readers {
         })
     }
 
-    fn submit(&self, job: ReadJob) -> Result<(), ReadJob> {
-        match &self.jobs {
-            Some(jobs) => jobs.send(job).map_err(|e| e.0),
-            None => Err(job),
-        }
+    /// Hands a connection to the reader thread; false when it has stopped.
+    fn submit(&self, job: ReadJob) -> bool {
+        self.jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(job).is_ok())
     }
 
     /// Stops taking connections and waits for the readers to finish (cancel
@@ -186,7 +186,7 @@ pub async fn serve(
         cancel: cancel.clone(),
         done: done_tx,
     };
-    let reading = readers.submit(job).is_ok();
+    let reading = readers.submit(job);
     if !reading {
         cancel.cancel();
     }

@@ -328,6 +328,9 @@ fn escape_label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// `/readyz` while the edit buffer is full.
+pub const READ_ONLY_REASON: &str = "read-only: limits.max_unwritten_edits edits wait for the store";
+
 /// What `/healthz` and `/readyz` look at.
 #[derive(Debug)]
 pub struct Health {
@@ -339,6 +342,9 @@ pub struct Health {
     /// The drain is over (every edit stored); the process only waits for
     /// its signal.
     pub drained: AtomicBool,
+    /// `limits.max_unwritten_edits` edits are held in memory: new edits
+    /// are refused until the store takes some.
+    pub edits_full: AtomicBool,
     /// The last store call succeeded.
     pub store_ok: AtomicBool,
     /// The store answered at least once since start.
@@ -357,6 +363,7 @@ impl Health {
             last_turn_ms: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             drained: AtomicBool::new(false),
+            edits_full: AtomicBool::new(false),
             store_ok: AtomicBool::new(false),
             store_seen: AtomicBool::new(false),
             players: AtomicUsize::new(0),
@@ -390,6 +397,8 @@ impl Health {
     pub fn readiness(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::Relaxed) {
             Err("draining")
+        } else if self.edits_full.load(Ordering::Relaxed) {
+            Err(READ_ONLY_REASON)
         } else if !self.store_ok.load(Ordering::Relaxed) {
             Err("store unavailable")
         } else if self.players.load(Ordering::Relaxed) >= self.max_players {

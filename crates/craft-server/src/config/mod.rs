@@ -203,6 +203,11 @@ pub struct Limits {
     pub cache_chunks: usize,
     /// Edits buffered before a flush starts early, whatever the interval.
     pub max_pending_edits: usize,
+    /// Most edits held in memory (pending and being written) while the
+    /// store does not take them; at this many, new edits are refused and
+    /// the world is read-only until the store is back (accepted edits are
+    /// never dropped).
+    pub max_unwritten_edits: usize,
     /// Commands of one player waiting behind a slow chunk load before the
     /// player is disconnected.
     pub max_backlog: usize,
@@ -227,6 +232,7 @@ impl Default for Limits {
             max_outbound_bytes: 8 << 20,
             cache_chunks: 16_384,
             max_pending_edits: 100_000,
+            max_unwritten_edits: 1_000_000,
             max_backlog: 20_000,
             load_timeout: Duration::from_secs(10),
             connection_margin: 64,
@@ -392,6 +398,14 @@ impl Config {
         }
         if self.limits.max_outbound_bytes < 64 << 10 {
             return invalid("limits.max_outbound_bytes must be at least 64 KiB".into());
+        }
+        if self.limits.max_pending_edits == 0
+            || self.limits.max_unwritten_edits < self.limits.max_pending_edits
+        {
+            return invalid(
+                "limits.max_pending_edits must be positive and at most limits.max_unwritten_edits"
+                    .into(),
+            );
         }
         if self.interest.max_visible == 0 || self.interest.max_visible > 127 {
             return invalid(

@@ -17,6 +17,7 @@
 //! do either; `backon` only supplies the delays.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
@@ -90,6 +91,11 @@ impl Flusher {
         }
     }
 
+    /// Edits held in memory: pending and being written.
+    pub fn unwritten(&self) -> usize {
+        self.pending.len() + self.in_flight.as_ref().map_or(0, |f| f.batch.len())
+    }
+
     /// Nothing pending and nothing being written.
     pub fn is_idle(&self) -> bool {
         self.pending.is_empty() && self.in_flight.is_none()
@@ -120,8 +126,34 @@ impl Flusher {
 }
 
 impl World {
+    /// Whether new edits must be refused: `limits.max_unwritten_edits`
+    /// edits are held in memory (a long store outage). Accepted edits are
+    /// never dropped, so the world turns read-only instead.
+    pub(crate) fn read_only(&self) -> bool {
+        self.flusher.unwritten() >= self.config.limits.max_unwritten_edits
+    }
+
+    /// Publishes how full the edit buffer is (`/readyz`, `/metrics`) and
+    /// logs when the world turns read-only or writable again.
+    pub(crate) fn note_fill(&mut self) {
+        let unwritten = self.flusher.unwritten();
+        self.metrics.pending_edits.set(unwritten as i64);
+        let full = self.read_only();
+        let was = self.health.edits_full.swap(full, Ordering::Relaxed);
+        if full && !was {
+            warn!(
+                unwritten,
+                limit = self.config.limits.max_unwritten_edits,
+                "the store has not taken edits for a while: the world is read-only until it does"
+            );
+        } else if was && !full {
+            info!(unwritten, "edits are accepted again");
+        }
+    }
+
     /// Records that edits were added to the pending batch.
     pub(crate) fn edited(&mut self) {
+        self.note_fill();
         self.flusher.touched();
         if self.config.commit_interval.is_zero()
             || self.flusher.pending.len() >= self.config.limits.max_pending_edits
@@ -254,6 +286,7 @@ impl World {
                 self.requeue(batch, since);
             }
         }
+        self.note_fill();
         // Players waiting for keys get their answer now, stored or not.
         self.wake(|w| w == super::Wait::Flush);
     }

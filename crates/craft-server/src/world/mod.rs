@@ -185,6 +185,9 @@ impl World {
         health: Arc<Health>,
         events: mpsc::Sender<Event>,
     ) -> Self {
+        metrics
+            .pending_edits_limit
+            .set(i64::try_from(config.limits.max_unwritten_edits).unwrap_or(i64::MAX));
         let http = reqwest::Client::builder()
             .timeout(config.login.timeout)
             .build()
@@ -258,8 +261,7 @@ impl World {
                 break;
             }
         }
-        let unwritten =
-            self.flusher.pending.len() + self.flusher.in_flight().map_or(0, |(_, b)| b.len());
+        let unwritten = self.flusher.unwritten();
         self.finish().await;
         unwritten
     }
@@ -601,8 +603,7 @@ impl World {
             .players
             .store(self.players.len(), Ordering::Relaxed);
         self.metrics.cached_chunks.set(self.chunks.loaded() as i64);
-        let pending =
-            self.flusher.pending.len() + self.flusher.in_flight().map_or(0, |(_, b)| b.len());
+        let pending = self.flusher.unwritten();
         self.metrics.pending_edits.set(pending as i64);
         let oldest = self.flusher.oldest().map_or(0, |t| t.elapsed().as_millis());
         self.metrics
@@ -634,8 +635,7 @@ impl World {
         };
         let elapsed = started.elapsed();
         if elapsed >= self.config.shutdown.timeout {
-            let lost =
-                self.flusher.pending.len() + self.flusher.in_flight().map_or(0, |(_, b)| b.len());
+            let lost = self.flusher.unwritten();
             tracing::error!(
                 unwritten = lost,
                 "shutdown timeout reached before every edit was stored"

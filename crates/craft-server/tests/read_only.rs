@@ -12,7 +12,7 @@ use std::time::Duration;
 use support::TestServer;
 use support::fakes::TestStore;
 use world_core::BlockStore;
-use world_core::coords::{BlockPos, ChunkPos};
+use world_core::coords::ChunkPos;
 
 const WAIT: Duration = Duration::from_secs(10);
 const READ_ONLY: &str = "T,The world is read-only until its store is back; that edit was not kept.";

@@ -163,7 +163,11 @@ pub async fn serve(
                 return;
             }
         };
-    let out = Arc::new(Outbound::new(limits.max_outbound_bytes));
+    // Set by `server::run` from the memory limit when the file left it out.
+    let cap = limits
+        .max_outbound_bytes
+        .unwrap_or(crate::config::memory::MAX_OUTBOUND_BYTES);
+    let out = Arc::new(Outbound::new(cap));
     if events
         .send(Event::Connected {
             conn,

@@ -65,6 +65,13 @@ pub async fn run(
         health,
         control,
     } = shared;
+    let config = resolve_outbound_cap(config);
+    metrics.outbound_limit_bytes.set(
+        config
+            .limits
+            .max_outbound_bytes
+            .map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+    );
     metrics.attach_store(store.clone());
     let store: Arc<dyn BlockStore> =
         Arc::new(Instrumented::new(store, metrics.clone(), health.clone()));
@@ -306,4 +313,31 @@ impl Sidecars {
             None => false,
         }
     }
+}
+
+/// `config` with `limits.max_outbound_bytes` set: as configured, or derived
+/// from the container's memory limit and `max_players` (logged either way,
+/// since the worst case is this times `max_players`).
+fn resolve_outbound_cap(config: Arc<Config>) -> Arc<Config> {
+    if let Some(bytes) = config.limits.max_outbound_bytes {
+        info!(
+            max_outbound_bytes = bytes,
+            max_players = config.max_players,
+            "outbound queue per player: as configured"
+        );
+        return config;
+    }
+    let memory_limit = crate::config::memory::memory_limit();
+    let bytes = config
+        .limits
+        .outbound_bytes(memory_limit, config.max_players);
+    info!(
+        max_outbound_bytes = bytes,
+        memory_limit = ?memory_limit,
+        max_players = config.max_players,
+        "outbound queue per player: derived from the memory limit (half of it shared by max_players)"
+    );
+    let mut resolved = (*config).clone();
+    resolved.limits.max_outbound_bytes = Some(bytes);
+    Arc::new(resolved)
 }

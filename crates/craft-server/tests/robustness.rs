@@ -126,7 +126,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_nobody_else_waits() {
     }
     store.apply(&batch).await.expect("prefill");
     let server = TestServer::start(store, |c| {
-        c.limits.max_outbound_bytes = 256 << 10;
+        c.limits.max_outbound_bytes = Some(256 << 10);
         c.limits.line_burst = 5000;
         c.limits.lines_per_second = 5000;
     })

@@ -4,6 +4,7 @@
 //! configuration: `craft-server` alone serves `sqlite:craft.db` on
 //! `0.0.0.0:4080`. See `craft-server.example.toml` for a commented file.
 
+pub mod memory;
 mod orchestrator;
 mod store_url;
 
@@ -196,8 +197,11 @@ pub struct Limits {
     /// chunks at once).
     pub line_burst: u32,
     /// Bytes queued for a client that does not read; past this the client
-    /// is disconnected so that it cannot slow anyone else.
-    pub max_outbound_bytes: usize,
+    /// is disconnected so that it cannot slow anyone else. Unset: derived
+    /// at start from the container's memory limit and `max_players` (see
+    /// [`memory`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_outbound_bytes: Option<usize>,
     /// Chunks kept in memory (least recently used beyond this are evicted
     /// once their edits are stored).
     pub cache_chunks: usize,
@@ -224,12 +228,21 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
 }
 
+impl Limits {
+    /// `max_outbound_bytes`, or the default derived for a container with
+    /// `memory_limit` bytes and `max_players`.
+    pub fn outbound_bytes(&self, memory_limit: Option<u64>, max_players: usize) -> usize {
+        self.max_outbound_bytes
+            .unwrap_or_else(|| memory::derived_outbound_bytes(memory_limit, max_players))
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
             lines_per_second: 500,
             line_burst: 2000,
-            max_outbound_bytes: 8 << 20,
+            max_outbound_bytes: None,
             cache_chunks: 16_384,
             max_pending_edits: 100_000,
             max_unwritten_edits: 1_000_000,
@@ -396,7 +409,7 @@ impl Config {
                 "limits.lines_per_second and limits.line_burst must be positive".into(),
             );
         }
-        if self.limits.max_outbound_bytes < 64 << 10 {
+        if self.limits.max_outbound_bytes.is_some_and(|b| b < 64 << 10) {
             return invalid("limits.max_outbound_bytes must be at least 64 KiB".into());
         }
         if self.limits.max_pending_edits == 0

@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{AgonesConfig, PlayerCount};
 use crate::control::Control;
-use crate::metrics::Health;
+use crate::metrics::{Health, Metrics, ResultLabel};
 
 /// How often the lifecycle task looks at the player count.
 const WATCH: Duration = Duration::from_millis(250);
@@ -184,6 +184,7 @@ impl Agones {
         config: &AgonesConfig,
         url: String,
         health: Arc<Health>,
+        metrics: Arc<Metrics>,
         control: Arc<Control>,
         stall_timeout: Duration,
     ) -> Self {
@@ -193,6 +194,7 @@ impl Agones {
             tokio::spawn(heartbeat(
                 sdk.clone(),
                 health.clone(),
+                metrics,
                 config.health_interval,
                 stall_timeout,
                 stop.clone(),
@@ -231,10 +233,17 @@ impl Agones {
 async fn heartbeat(
     sdk: Sdk,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
     every: Duration,
     stall_timeout: Duration,
     stop: CancellationToken,
 ) {
+    let count = |result: &'static str| {
+        metrics
+            .agones_health_pings
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    };
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stalled = false;
@@ -253,13 +262,16 @@ async fn heartbeat(
                 );
                 stalled = true;
             }
+            count("skipped");
             continue;
         }
         if stalled {
             info!("the game loop turns again; Agones health pings resume");
             stalled = false;
         }
-        match sdk.health().await {
+        let result = sdk.health().await;
+        count(if result.is_ok() { "ok" } else { "failed" });
+        match result {
             Ok(()) => {
                 if failing {
                     info!("Agones health pings go through again");
@@ -317,6 +329,35 @@ impl Retry {
     }
 }
 
+/// How long an allocated game server has been empty, on the health clock.
+#[derive(Debug, Default)]
+struct EmptyTimer {
+    had_players: bool,
+    empty_since: Option<Duration>,
+}
+
+impl EmptyTimer {
+    /// Notes the player count at `now`; true (once) when the server has
+    /// been empty for `limit` since its last player left. A server nobody
+    /// joined yet is a warm spare: it never expires.
+    fn expired(&mut self, players: usize, now: Duration, limit: Duration) -> bool {
+        if players > 0 {
+            self.had_players = true;
+            self.empty_since = None;
+            return false;
+        }
+        if !self.had_players {
+            return false;
+        }
+        let since = *self.empty_since.get_or_insert(now);
+        if now.saturating_sub(since) >= limit {
+            self.had_players = false;
+            return true;
+        }
+        false
+    }
+}
+
 /// `Ready`, then `Allocate`, the player count and the empty timer.
 async fn lifecycle(
     sdk: Sdk,
@@ -363,8 +404,7 @@ async fn lifecycle(
     let mut count_retry = Retry::new();
     let mut allocated = false;
     let mut allocate_retry = Retry::new();
-    let mut had_players = false;
-    let mut empty_since: Option<Instant> = None;
+    let mut empty = EmptyTimer::default();
     loop {
         let players = health.players.load(Ordering::Relaxed);
         if players > 0 && config.allocate_on_join && !allocated && allocate_retry.due() {
@@ -405,19 +445,37 @@ async fn lifecycle(
                 }
             }
         }
-        if players > 0 {
-            had_players = true;
-            empty_since = None;
-        } else if had_players && let Some(limit) = config.shutdown_when_empty_for {
-            let since = *empty_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= limit {
-                info!(empty_for = ?limit, "no player left; shutting down");
-                control.request_drain("empty");
-                had_players = false;
-            }
+        if let Some(limit) = config.shutdown_when_empty_for
+            && empty.expired(players, health.now(), limit)
+        {
+            info!(empty_for = ?limit, "no player left; shutting down");
+            control.request_drain("empty");
         }
         if !pause(WATCH).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_empty_timer_starts_when_the_last_player_leaves() {
+        let limit = Duration::from_secs(600);
+        let at = Duration::from_secs;
+        let mut timer = EmptyTimer::default();
+        // A warm spare nobody joined: never.
+        assert!(!timer.expired(0, at(0), limit));
+        assert!(!timer.expired(0, at(10_000), limit));
+        assert!(!timer.expired(2, at(10_001), limit));
+        assert!(!timer.expired(0, at(10_002), limit), "the timer starts");
+        assert!(!timer.expired(0, at(10_500), limit));
+        assert!(!timer.expired(1, at(10_501), limit), "someone came back");
+        assert!(!timer.expired(0, at(10_600), limit), "starts again");
+        assert!(!timer.expired(0, at(11_199), limit));
+        assert!(timer.expired(0, at(11_200), limit));
+        assert!(!timer.expired(0, at(20_000), limit), "once");
     }
 }

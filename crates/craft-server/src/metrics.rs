@@ -328,14 +328,57 @@ fn escape_label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The time [`Health`] measures with: the monotonic clock, or one that only
+/// moves when told (tests: "the game loop has not turned for a minute"
+/// without waiting a minute).
+#[derive(Clone, Debug)]
+pub struct Clock {
+    origin: Instant,
+    manual: Option<Arc<AtomicU64>>,
+}
+
+impl Clock {
+    /// The monotonic clock.
+    pub fn system() -> Self {
+        Self {
+            origin: Instant::now(),
+            manual: None,
+        }
+    }
+
+    /// A clock standing still until [`Clock::advance`] moves it.
+    pub fn manual() -> Self {
+        Self {
+            origin: Instant::now(),
+            manual: Some(Arc::new(AtomicU64::new(0))),
+        }
+    }
+
+    /// Moves a manual clock forward; the system clock ignores it.
+    pub fn advance(&self, by: Duration) {
+        if let Some(ms) = &self.manual {
+            let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+            ms.fetch_add(by, Ordering::Relaxed);
+        }
+    }
+
+    /// Time since the clock started.
+    pub fn elapsed(&self) -> Duration {
+        match &self.manual {
+            Some(ms) => Duration::from_millis(ms.load(Ordering::Relaxed)),
+            None => self.origin.elapsed(),
+        }
+    }
+}
+
 /// `/readyz` while the edit buffer is full.
 pub const READ_ONLY_REASON: &str = "read-only: limits.max_unwritten_edits edits wait for the store";
 
 /// What `/healthz` and `/readyz` look at.
 #[derive(Debug)]
 pub struct Health {
-    started: Instant,
-    /// Milliseconds since `started` when the game loop last turned.
+    clock: Clock,
+    /// Milliseconds on `clock` when the game loop last turned.
     last_turn_ms: AtomicU64,
     /// The server is shutting down.
     pub draining: AtomicBool,
@@ -356,10 +399,15 @@ pub struct Health {
 }
 
 impl Health {
-    /// Fresh health state.
+    /// Fresh health state, on the system clock.
     pub fn new(max_players: usize) -> Self {
+        Self::with_clock(max_players, Clock::system())
+    }
+
+    /// Fresh health state measuring time with `clock`.
+    pub fn with_clock(max_players: usize, clock: Clock) -> Self {
         Self {
-            started: Instant::now(),
+            clock,
             last_turn_ms: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             drained: AtomicBool::new(false),
@@ -373,16 +421,22 @@ impl Health {
 
     /// Records that the game loop turned.
     pub fn turn(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let ms = u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_turn_ms.store(ms, Ordering::Relaxed);
     }
 
     /// How long ago the game loop last turned.
     pub fn since_last_turn(&self) -> Duration {
-        let now = self.started.elapsed();
+        let now = self.clock.elapsed();
         now.saturating_sub(Duration::from_millis(
             self.last_turn_ms.load(Ordering::Relaxed),
         ))
+    }
+
+    /// The time on the health clock (for timers that tests control, e.g.
+    /// how long the server has been empty).
+    pub fn now(&self) -> Duration {
+        self.clock.elapsed()
     }
 
     /// Records a store outcome.

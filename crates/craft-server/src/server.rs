@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::connection;
 use crate::control::Control;
 use crate::imds;
-use crate::metrics::{Health, Metrics};
+use crate::metrics::{Clock, Health, Metrics};
 use crate::stores::Instrumented;
 use crate::world::{Event, World};
 
@@ -41,9 +41,15 @@ pub struct Shared {
 impl Shared {
     /// Fresh metrics and health for `config`.
     pub fn new(config: &Config) -> Self {
+        Self::with_clock(config, Clock::system())
+    }
+
+    /// Fresh metrics and health for `config`, health measuring time with
+    /// `clock`.
+    pub fn with_clock(config: &Config, clock: Clock) -> Self {
         Self {
             metrics: Arc::new(Metrics::new()),
-            health: Arc::new(Health::new(config.max_players)),
+            health: Arc::new(Health::with_clock(config.max_players, clock)),
             control: Arc::new(Control::new()),
         }
     }
@@ -109,7 +115,7 @@ pub async fn run(
         }
     };
     control.attach(events.clone());
-    let sidecars = Sidecars::start(&config, &health, &control);
+    let sidecars = Sidecars::start(&config, &health, &metrics, &control);
     let connections = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
     tokio::pin!(shutdown);
@@ -267,7 +273,12 @@ pub struct Sidecars {
 
 impl Sidecars {
     /// Starts what `config` (and the environment) asks for.
-    pub fn start(config: &Config, health: &Arc<Health>, control: &Arc<Control>) -> Self {
+    pub fn start(
+        config: &Config,
+        health: &Arc<Health>,
+        metrics: &Arc<Metrics>,
+        control: &Arc<Control>,
+    ) -> Self {
         let env = |name: &str| std::env::var(name).ok();
         let agones = match config.agones.endpoint(env) {
             Some(url) => {
@@ -276,6 +287,7 @@ impl Sidecars {
                     &config.agones,
                     url,
                     health.clone(),
+                    metrics.clone(),
                     control.clone(),
                     config.stall_timeout,
                 ))

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use craft_server::admin::METRICS_CONTENT_TYPE;
 use craft_server::config::Config;
+use craft_server::metrics::Clock;
 use craft_server::server::Shared;
 use support::TestServer;
 use support::fakes::{TestStore, eventually};
@@ -206,12 +207,14 @@ async fn readiness_follows_the_store_and_the_drain() {
 
 #[tokio::test]
 async fn healthz_fails_when_the_game_loop_stops_turning() {
-    // No game loop at all: only the test turns it.
-    let shared = Shared::new(&Config::default());
+    // No game loop at all: only the test turns it, and moves the clock.
+    let clock = Clock::manual();
+    let shared = Shared::with_clock(&Config::default(), clock.clone());
+    let stall_timeout = Duration::from_secs(10);
     let (addr, _task) = craft_server::admin::spawn(
         "127.0.0.1:0".parse().expect("addr"),
         shared.clone(),
-        Duration::from_millis(300),
+        stall_timeout,
     )
     .await
     .expect("admin");
@@ -219,10 +222,13 @@ async fn healthz_fails_when_the_game_loop_stops_turning() {
     shared.health.turn();
     let (status, _, _) = support::http_get(&url).await;
     assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(stall_timeout - Duration::from_millis(1));
+    let (status, _, _) = support::http_get(&url).await;
+    assert_eq!(status, 200, "not yet");
+    clock.advance(Duration::from_millis(1));
     let (status, _, body) = support::http_get(&url).await;
     assert_eq!(status, 503, "{body}");
-    assert!(body.starts_with("game loop stuck"), "{body}");
+    assert_eq!(body, "game loop stuck: last turn 10.0s ago\n");
     shared.health.turn();
     let (status, _, _) = support::http_get(&url).await;
     assert_eq!(status, 200, "alive again once it turns");

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use craft_server::config::Switch;
 use craft_server::config::{Config, StoreUrl};
+use craft_server::metrics::Clock;
 use craft_server::server::{self, Shared};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -51,6 +52,9 @@ pub struct TestServer {
     /// The admin listener, when the config set `admin_listen` (port 0 is
     /// fine).
     pub admin: Option<SocketAddr>,
+    /// The clock its health (stall detection, the Agones empty timer)
+    /// measures with: it stands still until the test advances it.
+    pub clock: Clock,
     stop: Option<oneshot::Sender<()>>,
     done: Option<oneshot::Receiver<()>>,
 }
@@ -71,7 +75,8 @@ impl TestServer {
         config.limits.max_connections_per_ip = 0;
         configure(&mut config);
         config.validate().expect("test config is valid");
-        let shared = Shared::new(&config);
+        let clock = Clock::manual();
+        let shared = Shared::with_clock(&config, clock.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let (done_tx, done) = oneshot::channel::<()>();
         let (addr_tx, addr_rx) = oneshot::channel::<(SocketAddr, Option<SocketAddr>)>();
@@ -120,6 +125,7 @@ impl TestServer {
             store,
             shared,
             admin,
+            clock,
             stop: Some(stop),
             done: Some(done),
         }

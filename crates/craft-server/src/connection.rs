@@ -139,13 +139,15 @@ impl Drop for Readers {
     }
 }
 
-/// Serves one accepted connection until it closes. `stop` cancels it (the
-/// server is going away).
+/// Serves one accepted connection until it closes: `out` is the queue the
+/// game loop already knows it by (its [`Event::Connected`] went first).
+/// `stop` cancels it (the server is going away).
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     stream: TcpStream,
     addr: SocketAddr,
     conn: ConnId,
+    out: Arc<Outbound>,
     events: mpsc::Sender<Event>,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -160,25 +162,10 @@ pub async fn serve(
             Ok(pair) => pair,
             Err(e) => {
                 debug!(%addr, error = %e, "cannot set up the connection");
+                let _ = events.send(Event::Disconnected { conn }).await;
                 return;
             }
         };
-    // Set by `server::run` from the memory limit when the file left it out.
-    let cap = limits
-        .max_outbound_bytes
-        .unwrap_or(crate::config::memory::MAX_OUTBOUND_BYTES);
-    let out = Arc::new(Outbound::new(cap));
-    if events
-        .send(Event::Connected {
-            conn,
-            out: out.clone(),
-            addr,
-        })
-        .await
-        .is_err()
-    {
-        return;
-    }
     let cancel = stop.child_token();
     let (done_tx, done) = tokio::sync::oneshot::channel();
     let job = ReadJob {

@@ -20,6 +20,7 @@ use crate::connection;
 use crate::control::Control;
 use crate::imds;
 use crate::metrics::{Clock, Health, Metrics};
+use crate::outbound::Outbound;
 use crate::stores::Instrumented;
 use crate::world::{Event, World};
 
@@ -120,6 +121,10 @@ pub async fn run(
     let tracker = tokio_util::task::TaskTracker::new();
     tokio::pin!(shutdown);
     let admission = Admission::new(&config);
+    let outbound_cap = config
+        .limits
+        .max_outbound_bytes
+        .unwrap_or(crate::config::memory::MAX_OUTBOUND_BYTES);
     let mut next_conn = 0u64;
     loop {
         tokio::select! {
@@ -137,16 +142,21 @@ pub async fn run(
                         }
                     };
                     next_conn += 1;
-                    let events = events.clone();
-                    let limits = config.limits.clone();
-                    let metrics = metrics.clone();
+                    let out = Arc::new(Outbound::new(outbound_cap));
+                    // Players join in the order their sockets were accepted:
+                    // ids, greetings and every list of players follow it.
+                    let connected = Event::Connected { conn: next_conn, out: out.clone(), addr };
+                    if events.send(connected).await.is_err() {
+                        break;
+                    }
                     let serve = connection::serve(
                         stream,
                         addr,
                         next_conn,
-                        events,
-                        limits,
-                        metrics,
+                        out,
+                        events.clone(),
+                        config.limits.clone(),
+                        metrics.clone(),
                         readers.clone(),
                         connections.clone(),
                     );

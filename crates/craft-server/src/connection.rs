@@ -423,43 +423,31 @@ mod tests {
                 .try_send(Event::Disconnected { conn: i })
                 .expect("room");
         }
-        let cancel = CancellationToken::new();
-        let unlimited = || Bucket::new(1000, 1000);
-        let first = {
-            let (events, cancel) = (events.clone(), cancel.clone());
+        // A reader handing over one read's lines, unlimited by rate.
+        let reader = |conn: ConnId, texts: &'static [&'static str]| {
+            let events = events.clone();
             tokio::spawn(async move {
-                let mut cmds = vec![talk("a1"), talk("a2"), talk("a3")];
+                let mut cmds: Vec<ClientCommand> = texts.iter().map(|t| talk(t)).collect();
+                let mut unlimited = Bucket::new(1000, 1000);
+                let cancel = CancellationToken::new();
                 dispatch(
                     &mut cmds,
-                    1,
+                    conn,
                     Instant::now(),
-                    &mut unlimited(),
+                    &mut unlimited,
                     &events,
                     &cancel,
                 )
                 .await
             })
         };
+        let first = reader(1, &["a1", "a2", "a3"]);
         // A single-threaded runtime: yielding lets the first reader run until
         // it waits for room, before the second one starts.
         for _ in 0..3 {
             tokio::task::yield_now().await;
         }
-        let second = {
-            let (events, cancel) = (events.clone(), cancel.clone());
-            tokio::spawn(async move {
-                let mut cmds = vec![talk("b1")];
-                dispatch(
-                    &mut cmds,
-                    2,
-                    Instant::now(),
-                    &mut unlimited(),
-                    &events,
-                    &cancel,
-                )
-                .await
-            })
-        };
+        let second = reader(2, &["b1"]);
         tokio::task::yield_now().await;
         let mut seen = Vec::new();
         while seen.len() < 8 {

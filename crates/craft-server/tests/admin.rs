@@ -28,22 +28,6 @@ async fn join(server: &TestServer) -> support::Client {
     client
 }
 
-/// Polls an admin path until `pred(status, body)` holds.
-async fn admin_until(server: &TestServer, path: &str, pred: impl Fn(u16, &str) -> bool) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (status, _, body) = server.admin_get(path).await;
-        if pred(status, &body) {
-            return body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} never matched; last {status}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Sample name with labels -> value.
 fn samples(text: &str) -> HashMap<String, f64> {
     text.lines()
@@ -101,7 +85,9 @@ async fn probes_and_metrics_over_http() {
     let (status, content_type, body) = server.admin_get("/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     assert!(content_type.starts_with("text/plain"), "{content_type}");
-    admin_until(&server, "/readyz", |s, b| s == 200 && b == "ready\n").await;
+    server
+        .admin_until("/readyz", |s, b| s == 200 && b == "ready\n")
+        .await;
 
     let mut client = join(&server).await;
     client.send("C,0,0,0").await;
@@ -117,16 +103,17 @@ async fn probes_and_metrics_over_http() {
         line.as_deref(),
         Some("T,The server is full; try again later.")
     );
-    let full = admin_until(&server, "/readyz", |s, _| s == 503).await;
+    let full = server.admin_until("/readyz", |s, _| s == 503).await;
     assert_eq!(full, "full\n");
 
-    let text = admin_until(&server, "/metrics", |_, b| {
-        let m = samples(b);
-        m.get("craft_flush_seconds_count")
-            .is_some_and(|v| *v >= 1.0)
-            && m.get("craft_players").is_some_and(|v| *v == 1.0)
-    })
-    .await;
+    let text = server
+        .admin_until("/metrics", |_, b| {
+            let m = samples(b);
+            m.get("craft_flush_seconds_count")
+                .is_some_and(|v| *v >= 1.0)
+                && m.get("craft_players").is_some_and(|v| *v == 1.0)
+        })
+        .await;
     let (status, content_type, _) = server.admin_get("/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(content_type, METRICS_CONTENT_TYPE);
@@ -171,7 +158,7 @@ async fn readiness_follows_the_store_and_the_drain() {
     assert_eq!((status, body.as_str()), (503, "store unavailable\n"));
     // The server pings a silent store until it answers.
     store.ping_down.store(false, Ordering::SeqCst);
-    admin_until(&server, "/readyz", |s, _| s == 200).await;
+    server.admin_until("/readyz", |s, _| s == 200).await;
 
     // A drain that cannot finish yet (its flush is held) shows as such.
     let mut client = join(&server).await;

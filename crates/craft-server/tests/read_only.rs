@@ -17,22 +17,6 @@ use world_core::coords::ChunkPos;
 const WAIT: Duration = Duration::from_secs(10);
 const READ_ONLY: &str = "T,The world is read-only until its store is back; that edit was not kept.";
 
-/// Polls an admin path until `pred(status, body)` holds.
-async fn admin_until(server: &TestServer, path: &str, pred: impl Fn(u16, &str) -> bool) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (status, _, body) = server.admin_get(path).await;
-        if pred(status, &body) {
-            return body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} never matched; last {status}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn stored_xs(store: &TestStore) -> Vec<i32> {
     let data = store
         .inner
@@ -94,12 +78,11 @@ async fn a_full_edit_buffer_makes_the_world_read_only_until_the_store_is_back() 
     want.push(READ_ONLY.to_owned());
     want.push("T,guest1> marker".to_owned());
     assert_eq!(lines, want);
-    let reason = admin_until(&server, "/readyz", |s, _| s == 503).await;
+    let reason = server.admin_until("/readyz", |s, _| s == 503).await;
     assert!(reason.starts_with("read-only"), "{reason}");
-    let metrics = admin_until(&server, "/metrics", |_, b| {
-        b.contains("craft_pending_edits 10\n")
-    })
-    .await;
+    let metrics = server
+        .admin_until("/metrics", |_, b| b.contains("craft_pending_edits 10\n"))
+        .await;
     assert!(
         metrics.contains("craft_pending_edits_limit 10\n"),
         "{metrics}"
@@ -113,7 +96,7 @@ async fn a_full_edit_buffer_makes_the_world_read_only_until_the_store_is_back() 
     store.hold_apply.store(false, Ordering::SeqCst);
     let accepted: Vec<i32> = (1..=10).collect();
     stored_eventually(&store, &accepted).await;
-    admin_until(&server, "/readyz", |s, _| s == 200).await;
+    server.admin_until("/readyz", |s, _| s == 200).await;
     builder.send("B,25,100,5,3").await;
     builder.send("T,again").await;
     let lines = builder.until(WAIT, |l| l == "T,guest1> again").await;

@@ -169,6 +169,23 @@ impl TestServer {
         http_get(&format!("http://{addr}{path}")).await
     }
 
+    /// Polls an admin path until `pred(status, body)` holds; returns the
+    /// body (panics after 10 s).
+    pub async fn admin_until(&self, path: &str, pred: impl Fn(u16, &str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, _, body) = self.admin_get(path).await;
+            if pred(status, &body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} never matched; last {status}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Connects a client.
     pub async fn connect(&self) -> Client {
         Client::connect(self.addr).await

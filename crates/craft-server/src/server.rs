@@ -72,13 +72,10 @@ pub async fn run(
         health,
         control,
     } = shared;
-    let config = resolve_outbound_cap(config);
-    metrics.outbound_limit_bytes.set(
-        config
-            .limits
-            .max_outbound_bytes
-            .map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX)),
-    );
+    let outbound_cap = outbound_cap(&config);
+    metrics
+        .outbound_limit_bytes
+        .set(i64::try_from(outbound_cap).unwrap_or(i64::MAX));
     metrics.attach_store(store.clone());
     let store: Arc<dyn BlockStore> =
         Arc::new(Instrumented::new(store, metrics.clone(), health.clone()));
@@ -121,10 +118,6 @@ pub async fn run(
     let tracker = tokio_util::task::TaskTracker::new();
     tokio::pin!(shutdown);
     let admission = Admission::new(&config);
-    let outbound_cap = config
-        .limits
-        .max_outbound_bytes
-        .unwrap_or(crate::config::memory::MAX_OUTBOUND_BYTES);
     let mut next_conn = 0u64;
     loop {
         tokio::select! {
@@ -337,17 +330,18 @@ impl Sidecars {
     }
 }
 
-/// `config` with `limits.max_outbound_bytes` set: as configured, or derived
-/// from the container's memory limit and `max_players` (logged either way,
-/// since the worst case is this times `max_players`).
-fn resolve_outbound_cap(config: Arc<Config>) -> Arc<Config> {
+/// Bytes queued for one client before it is disconnected:
+/// `limits.max_outbound_bytes`, or derived from the container's memory
+/// limit and `max_players`. Logged either way: the worst case is this times
+/// `max_players`.
+fn outbound_cap(config: &Config) -> usize {
     if let Some(bytes) = config.limits.max_outbound_bytes {
         info!(
             max_outbound_bytes = bytes,
             max_players = config.max_players,
             "outbound queue per player: as configured"
         );
-        return config;
+        return bytes;
     }
     let memory_limit = crate::config::memory::memory_limit();
     let bytes = config
@@ -359,7 +353,5 @@ fn resolve_outbound_cap(config: Arc<Config>) -> Arc<Config> {
         max_players = config.max_players,
         "outbound queue per player: derived from the memory limit (half of it shared by max_players)"
     );
-    let mut resolved = (*config).clone();
-    resolved.limits.max_outbound_bytes = Some(bytes);
-    Arc::new(resolved)
+    bytes
 }

@@ -119,7 +119,8 @@ phase "swarm: chunk answers"
 game_port=$(free_port)
 admin_port=$(free_port)
 "$bin/craft-server" --store memory: --listen "127.0.0.1:$game_port" \
-    --admin-listen "127.0.0.1:$admin_port" --max-players 1000 >"$work/server.log" 2>&1 &
+    --admin-listen "127.0.0.1:$admin_port" --max-players 1000 --max-connections-per-ip 0 \
+    >"$work/server.log" 2>&1 &
 server_pid=$!
 pids+=("$server_pid")
 wait_for_port 127.0.0.1 "$game_port" craft-server

@@ -39,8 +39,8 @@ pub struct SpawnedServer {
 }
 
 impl SpawnedServer {
-    /// Starts `bin --store memory: --listen 127.0.0.1:PORT --max-players N`
-    /// plus `extra` arguments, on a free loopback port, and waits until it
+    /// Starts `bin --store memory: --listen 127.0.0.1:PORT --max-players N
+    /// --max-connections-per-ip 0` plus `extra` arguments, on a free loopback port, and waits until it
     /// accepts connections. Its log (level `log`, via `RUST_LOG`) goes to
     /// `log_file`, or nowhere.
     pub fn start(
@@ -69,6 +69,9 @@ impl SpawnedServer {
             .arg(addr.to_string())
             .arg("--max-players")
             .arg(max_players.to_string())
+            // Every bot connects from 127.0.0.1.
+            .arg("--max-connections-per-ip")
+            .arg("0")
             .args(extra)
             .env("RUST_LOG", log)
             .stdin(Stdio::null())

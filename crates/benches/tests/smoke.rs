@@ -28,6 +28,8 @@ impl InProcessServer {
             ..Config::default()
         };
         config.store = StoreUrl("memory:".into());
+        // Every bot connects from 127.0.0.1.
+        config.limits.max_connections_per_ip = 0;
         config.validate().expect("valid config");
         let (stop, stopped) = oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

@@ -4,7 +4,7 @@
 //! | path | answer |
 //! |---|---|
 //! | `/healthz` | liveness: 200 while the game loop turns (it turns at least every 250 ms); 503 once it has not for `stall_timeout` |
-//! | `/readyz` | readiness: 200 when the store answers, the server is not draining and not full; 503 with the reason otherwise |
+//! | `/readyz` | readiness: 200 when the store answers, the server is not draining, not full and not read-only (too many edits waiting for the store); 503 with the reason otherwise |
 //! | `/metrics` | every metric in the OpenMetrics text format (what `prometheus-client` encodes; Prometheus scrapes it as is) |
 //!
 //! Handlers only read atomics and encode metrics: they never wait on the

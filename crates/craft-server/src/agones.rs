@@ -28,136 +28,25 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder, Retryable};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::lifecycle::{Control, Switch};
-use crate::metrics::Health;
-
-/// Set by Agones in the game server container: the sidecar's REST port.
-pub const HTTP_PORT_ENV: &str = "AGONES_SDK_HTTP_PORT";
-/// Set by Agones in the game server container: the sidecar's gRPC port.
-pub const GRPC_PORT_ENV: &str = "AGONES_SDK_GRPC_PORT";
-/// The sidecar's REST port when the environment does not say.
-pub const DEFAULT_HTTP_PORT: u16 = 9358;
+use crate::config::{AgonesConfig, PlayerCount};
+use crate::control::Control;
+use crate::metrics::{Health, Metrics, ResultLabel};
 
 /// How often the lifecycle task looks at the player count.
 const WATCH: Duration = Duration::from_millis(250);
-/// Longest pause between retries of a failing call.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Pauses between retries of a failing call: 100 ms doubling to 5 s, with
+/// jitter so that a fleet does not hammer a restarting sidecar in step.
+const SDK_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_jitter()
+    .with_min_delay(Duration::from_millis(100))
+    .with_max_delay(Duration::from_secs(5))
+    .without_max_times();
 /// How long `Shutdown` is retried after the drain.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(5);
-
-/// Where the player count goes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PlayerCount {
-    /// The beta Counter named `agones.counter` (falls back to a label when
-    /// the GameServer declares no such Counter).
-    #[default]
-    Counter,
-    /// The label `agones.dev/sdk-<agones.counter>`.
-    Label,
-    /// Not reported.
-    None,
-}
-
-/// `[agones]` settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AgonesConfig {
-    /// `auto`: on when Agones set `AGONES_SDK_HTTP_PORT` or
-    /// `AGONES_SDK_GRPC_PORT`.
-    pub enabled: Switch,
-    /// The sidecar's REST API; default
-    /// `http://localhost:${AGONES_SDK_HTTP_PORT:-9358}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// Time between health pings (keep it well under the GameServer's
-    /// `health.periodSeconds`, 5 s by default).
-    #[serde(with = "humantime_serde")]
-    pub health_interval: Duration,
-    /// Where the player count goes: `counter`, `label` or `none`.
-    pub player_count: PlayerCount,
-    /// Name of the Counter (or label key) holding the player count.
-    pub counter: String,
-    /// Mark the game server Allocated when the first player joins.
-    pub allocate_on_join: bool,
-    /// Drain and shut down once the server has been empty this long after
-    /// its last player left; unset: never.
-    #[serde(
-        default,
-        with = "humantime_serde",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shutdown_when_empty_for: Option<Duration>,
-    /// Longest wait for one answer of the sidecar.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-impl Default for AgonesConfig {
-    fn default() -> Self {
-        Self {
-            enabled: Switch::Auto,
-            url: None,
-            health_interval: Duration::from_secs(2),
-            player_count: PlayerCount::Counter,
-            counter: "players".to_owned(),
-            allocate_on_join: true,
-            shutdown_when_empty_for: None,
-            timeout: Duration::from_secs(2),
-        }
-    }
-}
-
-impl AgonesConfig {
-    /// The sidecar's base URL when the integration is on, given the
-    /// environment (`env` looks a variable up).
-    pub fn endpoint(&self, env: impl Fn(&str) -> Option<String>) -> Option<String> {
-        let present = || env(HTTP_PORT_ENV).is_some() || env(GRPC_PORT_ENV).is_some();
-        if !self.enabled.resolve(present) {
-            return None;
-        }
-        Some(match &self.url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => {
-                let port = env(HTTP_PORT_ENV)
-                    .and_then(|p| p.trim().parse::<u16>().ok())
-                    .unwrap_or(DEFAULT_HTTP_PORT);
-                format!("http://localhost:{port}")
-            }
-        })
-    }
-
-    /// Checks ranges (no I/O).
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(u) = &self.url {
-            let url = url::Url::parse(u).map_err(|e| format!("agones.url {u:?}: {e}"))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(format!("agones.url {u:?} must be http or https"));
-            }
-        }
-        if self.health_interval.is_zero() || self.timeout.is_zero() {
-            return Err("agones.health_interval and agones.timeout must be positive".into());
-        }
-        if self.shutdown_when_empty_for.is_some_and(|d| d.is_zero()) {
-            return Err(
-                "agones.shutdown_when_empty_for must be positive (leave it out for never)".into(),
-            );
-        }
-        // A label key (the fallback) is the strictest use of the name.
-        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        if self.counter.is_empty() || self.counter.len() > 63 || !self.counter.chars().all(valid) {
-            return Err(format!(
-                "agones.counter {:?} must be 1 to 63 letters, digits, '-', '_' or '.'",
-                self.counter
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Why a call to the sidecar failed.
 #[derive(Debug, thiserror::Error)]
@@ -295,6 +184,7 @@ impl Agones {
         config: &AgonesConfig,
         url: String,
         health: Arc<Health>,
+        metrics: Arc<Metrics>,
         control: Arc<Control>,
         stall_timeout: Duration,
     ) -> Self {
@@ -304,6 +194,7 @@ impl Agones {
             tokio::spawn(heartbeat(
                 sdk.clone(),
                 health.clone(),
+                metrics,
                 config.health_interval,
                 stall_timeout,
                 stop.clone(),
@@ -327,24 +218,13 @@ impl Agones {
             task.abort();
             let _ = task.await;
         }
-        let started = Instant::now();
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.sdk.shutdown().await {
-                Ok(()) => {
-                    info!("Agones: Shutdown");
-                    return;
-                }
-                Err(e) if started.elapsed() + backoff < SHUTDOWN_PATIENCE => {
-                    debug!(error = %e, "Agones Shutdown failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-                Err(e) => {
-                    warn!(error = %e, "Agones Shutdown failed; giving up (the pod ends anyway)");
-                    return;
-                }
-            }
+        let shutdown = (|| self.sdk.shutdown())
+            .retry(SDK_BACKOFF.with_total_delay(Some(SHUTDOWN_PATIENCE)))
+            .sleep(tokio::time::sleep)
+            .notify(|e, _| debug!(error = %e, "Agones Shutdown failed; retrying"));
+        match shutdown.await {
+            Ok(()) => info!("Agones: Shutdown"),
+            Err(e) => warn!(error = %e, "Agones Shutdown failed; giving up (the pod ends anyway)"),
         }
     }
 }
@@ -353,10 +233,17 @@ impl Agones {
 async fn heartbeat(
     sdk: Sdk,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
     every: Duration,
     stall_timeout: Duration,
     stop: CancellationToken,
 ) {
+    let count = |result: &'static str| {
+        metrics
+            .agones_health_pings
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    };
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stalled = false;
@@ -375,13 +262,16 @@ async fn heartbeat(
                 );
                 stalled = true;
             }
+            count("skipped");
             continue;
         }
         if stalled {
             info!("the game loop turns again; Agones health pings resume");
             stalled = false;
         }
-        match sdk.health().await {
+        let result = sdk.health().await;
+        count(if result.is_ok() { "ok" } else { "failed" });
+        match result {
             Ok(()) => {
                 if failing {
                     info!("Agones health pings go through again");
@@ -398,11 +288,13 @@ async fn heartbeat(
     }
 }
 
-/// A call that failed and when to try it again.
+/// When a call that the lifecycle loop makes on its rounds may be tried
+/// again. The loop keeps watching the player count meanwhile, so it asks
+/// `due` on each round instead of sleeping through the backoff.
 #[derive(Debug)]
 struct Retry {
     next: Instant,
-    backoff: Duration,
+    backoff: ExponentialBackoff,
     failing: bool,
 }
 
@@ -410,7 +302,7 @@ impl Retry {
     fn new() -> Self {
         Self {
             next: Instant::now(),
-            backoff: Duration::from_millis(100),
+            backoff: SDK_BACKOFF.build(),
             failing: false,
         }
     }
@@ -428,12 +320,41 @@ impl Retry {
                 false
             }
             Err(_) => {
-                let jitter = rand::random_range(0.5..1.5);
-                self.next = Instant::now() + self.backoff.mul_f64(jitter);
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                // The builder has no limit: the iterator never ends.
+                let delay = self.backoff.next().unwrap_or(Duration::from_secs(5));
+                self.next = Instant::now() + delay;
                 !std::mem::replace(&mut self.failing, true)
             }
         }
+    }
+}
+
+/// How long an allocated game server has been empty, on the health clock.
+#[derive(Debug, Default)]
+struct EmptyTimer {
+    had_players: bool,
+    empty_since: Option<Duration>,
+}
+
+impl EmptyTimer {
+    /// Notes the player count at `now`; true (once) when the server has
+    /// been empty for `limit` since its last player left. A server nobody
+    /// joined yet is a warm spare: it never expires.
+    fn expired(&mut self, players: usize, now: Duration, limit: Duration) -> bool {
+        if players > 0 {
+            self.had_players = true;
+            self.empty_since = None;
+            return false;
+        }
+        if !self.had_players {
+            return false;
+        }
+        let since = *self.empty_since.get_or_insert(now);
+        if now.saturating_sub(since) >= limit {
+            self.had_players = false;
+            return true;
+        }
+        false
     }
 }
 
@@ -460,20 +381,21 @@ async fn lifecycle(
             return;
         }
     }
-    let mut retry = Retry::new();
-    loop {
-        let result = sdk.ready().await;
-        let first = retry.record(&result);
-        match result {
-            Ok(()) => break,
-            Err(e) if first => {
+    let mut first = true;
+    let ready = (|| sdk.ready())
+        .retry(SDK_BACKOFF)
+        .sleep(tokio::time::sleep)
+        .notify(|e, _| {
+            if std::mem::take(&mut first) {
                 warn!(error = %e, "Agones Ready failed; retrying (the sidecar may still be starting)");
+            } else {
+                debug!(error = %e, "Agones Ready failed again");
             }
-            Err(e) => debug!(error = %e, "Agones Ready failed again"),
-        }
-        if !pause(retry.next.saturating_duration_since(Instant::now())).await {
-            return;
-        }
+        });
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        // Retried without end: only the stop above ends it unready.
+        result = ready => if result.is_err() { return },
     }
     info!("Agones: Ready");
 
@@ -482,8 +404,7 @@ async fn lifecycle(
     let mut count_retry = Retry::new();
     let mut allocated = false;
     let mut allocate_retry = Retry::new();
-    let mut had_players = false;
-    let mut empty_since: Option<Instant> = None;
+    let mut empty = EmptyTimer::default();
     loop {
         let players = health.players.load(Ordering::Relaxed);
         if players > 0 && config.allocate_on_join && !allocated && allocate_retry.due() {
@@ -524,16 +445,11 @@ async fn lifecycle(
                 }
             }
         }
-        if players > 0 {
-            had_players = true;
-            empty_since = None;
-        } else if had_players && let Some(limit) = config.shutdown_when_empty_for {
-            let since = *empty_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= limit {
-                info!(empty_for = ?limit, "no player left; shutting down");
-                control.request_drain("empty");
-                had_players = false;
-            }
+        if let Some(limit) = config.shutdown_when_empty_for
+            && empty.expired(players, health.now(), limit)
+        {
+            info!(empty_for = ?limit, "no player left; shutting down");
+            control.request_drain("empty");
         }
         if !pause(WATCH).await {
             return;
@@ -545,53 +461,21 @@ async fn lifecycle(
 mod tests {
     use super::*;
 
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
-
     #[test]
-    fn auto_follows_the_sidecar_environment() {
-        let config = AgonesConfig::default();
-        assert_eq!(config.endpoint(env(&[])), None);
-        assert_eq!(
-            config.endpoint(env(&[(HTTP_PORT_ENV, "9999")])).as_deref(),
-            Some("http://localhost:9999")
-        );
-        assert_eq!(
-            config.endpoint(env(&[(GRPC_PORT_ENV, "9357")])).as_deref(),
-            Some("http://localhost:9358")
-        );
-        let off = AgonesConfig {
-            enabled: Switch::Off,
-            ..AgonesConfig::default()
-        };
-        assert_eq!(off.endpoint(env(&[(HTTP_PORT_ENV, "9999")])), None);
-        let explicit = AgonesConfig {
-            enabled: Switch::On,
-            url: Some("http://127.0.0.1:1234/".into()),
-            ..AgonesConfig::default()
-        };
-        assert_eq!(
-            explicit.endpoint(env(&[])).as_deref(),
-            Some("http://127.0.0.1:1234")
-        );
-    }
-
-    #[test]
-    fn validation() {
-        let mut c = AgonesConfig::default();
-        c.validate().expect("defaults");
-        c.counter = "players online".into();
-        assert!(c.validate().is_err());
-        c.counter = "players".into();
-        c.url = Some("ftp://x".into());
-        assert!(c.validate().is_err());
-        c.url = None;
-        c.shutdown_when_empty_for = Some(Duration::ZERO);
-        assert!(c.validate().is_err());
+    fn the_empty_timer_starts_when_the_last_player_leaves() {
+        let limit = Duration::from_secs(600);
+        let at = Duration::from_secs;
+        let mut timer = EmptyTimer::default();
+        // A warm spare nobody joined: never.
+        assert!(!timer.expired(0, at(0), limit));
+        assert!(!timer.expired(0, at(10_000), limit));
+        assert!(!timer.expired(2, at(10_001), limit));
+        assert!(!timer.expired(0, at(10_002), limit), "the timer starts");
+        assert!(!timer.expired(0, at(10_500), limit));
+        assert!(!timer.expired(1, at(10_501), limit), "someone came back");
+        assert!(!timer.expired(0, at(10_600), limit), "starts again");
+        assert!(!timer.expired(0, at(11_199), limit));
+        assert!(timer.expired(0, at(11_200), limit));
+        assert!(!timer.expired(0, at(20_000), limit), "once");
     }
 }

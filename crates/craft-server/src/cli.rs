@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, LoginMode, Spawn, StoreUrl};
-use crate::lifecycle::Switch;
+use crate::config::{Config, ConfigError, LoginMode, Spawn, StoreUrl, Switch};
 
 /// A world server for the unmodified Craft client.
 ///
@@ -48,10 +47,10 @@ pub enum Command {
     Import {
         /// Store to read, e.g. sqlite:craft.db.
         #[arg(long, value_name = "URL")]
-        from: String,
+        from: StoreUrl,
         /// Store to write (default: the configured store).
         #[arg(long, value_name = "URL")]
-        to: Option<String>,
+        to: Option<StoreUrl>,
     },
 }
 
@@ -78,11 +77,15 @@ pub struct Overrides {
         hide_env_values = true,
         global = true
     )]
-    pub store: Option<String>,
+    pub store: Option<StoreUrl>,
 
     /// Most players at once [default: 1000].
     #[arg(long, value_name = "N", global = true)]
     pub max_players: Option<usize>,
+
+    /// Connections at once from one IP address; 0: no limit [default: 128].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_connections_per_ip: Option<usize>,
 
     /// Longest an accepted edit waits before it is written; 0 writes
     /// through [default: 1s].
@@ -166,10 +169,13 @@ impl Overrides {
             config.listen = v;
         }
         if let Some(v) = &self.store {
-            config.store = StoreUrl(v.clone());
+            config.store = v.clone();
         }
         if let Some(v) = self.max_players {
             config.max_players = v;
+        }
+        if let Some(v) = self.max_connections_per_ip {
+            config.limits.max_connections_per_ip = v;
         }
         if let Some(v) = self.commit_interval {
             config.commit_interval = v;

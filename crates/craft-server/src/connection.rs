@@ -5,6 +5,31 @@
 //! their newline), ignores malformed lines (logged at debug) and slows a
 //! flooding client down with a token bucket instead of letting it starve
 //! the game loop. The writer disconnects a client that does not read.
+//!
+//! # Order of lines
+//!
+//! What the server guarantees about the order in which the game loop
+//! handles client lines:
+//!
+//! - Lines of one client are handled in the order it sent them, and its
+//!   disconnection after its last line.
+//! - Lines of different clients are handled in the order the server read
+//!   them from their sockets. One reader thread serves every socket, first
+//!   come first served: its scheduler is first-in first-out and sockets are
+//!   taken in the order they became readable. Every line of one read goes
+//!   to the game loop in one step (the room for all of them in the event
+//!   queue is taken at once), so a line read later never overtakes one read
+//!   earlier, even when a read brought several lines or the game loop is
+//!   behind.
+//! - Two things hold one player's lines back, and only that player's: the
+//!   rate limit (a client over `limits.lines_per_second` has its later
+//!   lines delayed) and a command waiting for something not in memory (a
+//!   chunk load, terrain, a flush, a login check; see [`world`](crate::world)).
+//!
+//! The server cannot see when bytes reached the machine, only when it
+//! reads them: lines that arrive while the reader thread is not running
+//! (descheduled by the system) are read socket by socket, in the order the
+//! sockets became readable, each read taking what its socket holds.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +40,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
-use world_core::protocol::{MAX_LINE_BYTES, ParseError, parse_line};
+use world_core::protocol::{ClientCommand, MAX_LINE_BYTES, ParseError, parse_line};
 
 use crate::config::Limits;
 use crate::metrics::Metrics;
@@ -73,6 +98,10 @@ impl Readers {
                             }
                             Err(e) => debug!(conn = job.conn, error = %e, "cannot register the connection"),
                         }
+                        // Queued behind the client's last line, and before
+                        // the writer closes the socket: once the client sees
+                        // the connection end, the game loop has it in line.
+                        let _ = job.events.send(Event::Disconnected { conn: job.conn }).await;
                         job.cancel.cancel();
                         let _ = job.done.send(());
                     });
@@ -87,11 +116,11 @@ impl Readers {
         })
     }
 
-    fn submit(&self, job: ReadJob) -> Result<(), ReadJob> {
-        match &self.jobs {
-            Some(jobs) => jobs.send(job).map_err(|e| e.0),
-            None => Err(job),
-        }
+    /// Hands a connection to the reader thread; false when it has stopped.
+    fn submit(&self, job: ReadJob) -> bool {
+        self.jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(job).is_ok())
     }
 
     /// Stops taking connections and waits for the readers to finish (cancel
@@ -110,13 +139,15 @@ impl Drop for Readers {
     }
 }
 
-/// Serves one accepted connection until it closes. `stop` cancels it (the
-/// server is going away).
+/// Serves one accepted connection until it closes: `out` is the queue the
+/// game loop already knows it by (its [`Event::Connected`] went first).
+/// `stop` cancels it (the server is going away).
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     stream: TcpStream,
     addr: SocketAddr,
     conn: ConnId,
+    out: Arc<Outbound>,
     events: mpsc::Sender<Event>,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -131,21 +162,10 @@ pub async fn serve(
             Ok(pair) => pair,
             Err(e) => {
                 debug!(%addr, error = %e, "cannot set up the connection");
+                let _ = events.send(Event::Disconnected { conn }).await;
                 return;
             }
         };
-    let out = Arc::new(Outbound::new(limits.max_outbound_bytes));
-    if events
-        .send(Event::Connected {
-            conn,
-            out: out.clone(),
-            addr,
-        })
-        .await
-        .is_err()
-    {
-        return;
-    }
     let cancel = stop.child_token();
     let (done_tx, done) = tokio::sync::oneshot::channel();
     let job = ReadJob {
@@ -157,13 +177,18 @@ pub async fn serve(
         cancel: cancel.clone(),
         done: done_tx,
     };
-    if readers.submit(job).is_err() {
+    let reading = readers.submit(job);
+    if !reading {
         cancel.cancel();
     }
     write_loop(write_stream, out, cancel.clone(), metrics, conn).await;
     cancel.cancel();
-    let _ = done.await;
-    let _ = events.send(Event::Disconnected { conn }).await;
+    if reading {
+        // The reader tells the game loop the client is gone.
+        let _ = done.await;
+    } else {
+        let _ = events.send(Event::Disconnected { conn }).await;
+    }
 }
 
 /// Token bucket: `rate` lines per second, `burst` at once.
@@ -213,6 +238,8 @@ async fn read_loop(
     // Room for one maximal line; the buffer never grows past that.
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut discarding = false;
+    // The commands of one read, handed to the game loop together.
+    let mut commands: Vec<ClientCommand> = Vec::new();
     loop {
         if buf.capacity() - buf.len() < 512 {
             buf.reserve(512);
@@ -229,6 +256,7 @@ async fn read_loop(
                 return;
             }
         }
+        let received = Instant::now();
         let mut start = 0;
         while let Some(offset) = buf[start..].iter().position(|b| *b == b'\n') {
             let line = &buf[start..start + offset];
@@ -239,26 +267,8 @@ async fn read_loop(
             if line.is_empty() || line == b"\r" {
                 continue;
             }
-            if let Some(wait) = bucket.take() {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
             match parse_line(line) {
-                Ok(cmd) => {
-                    if events
-                        .send(Event::Command {
-                            conn,
-                            cmd,
-                            received: Instant::now(),
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
+                Ok(cmd) => commands.push(cmd),
                 Err(e) => {
                     metrics.lines_malformed.inc();
                     debug!(conn, error = %e, line = %String::from_utf8_lossy(&line[..line.len().min(64)]), "ignoring malformed line");
@@ -276,7 +286,71 @@ async fn read_loop(
         if buf.is_empty() && buf.capacity() > 4096 {
             buf = Vec::with_capacity(1024);
         }
+        if !dispatch(&mut commands, conn, received, &mut bucket, events, cancel).await {
+            return;
+        }
     }
+}
+
+/// Hands the commands of one read to the game loop, emptying `commands`:
+/// those the rate limit lets through now in one step, then, after each
+/// pause the limit imposes, the next ones. False when the connection or the
+/// game loop is gone.
+async fn dispatch(
+    commands: &mut Vec<ClientCommand>,
+    conn: ConnId,
+    received: Instant,
+    bucket: &mut Bucket,
+    events: &mpsc::Sender<Event>,
+    cancel: &CancellationToken,
+) -> bool {
+    let mut remaining = commands.len();
+    let mut pending = commands.drain(..);
+    // Commands allowed by the rate limit and not sent yet.
+    let mut allowed = 0;
+    while remaining > 0 {
+        let mut wait = None;
+        while allowed < remaining {
+            match bucket.take() {
+                None => allowed += 1,
+                Some(pause) => {
+                    wait = Some(pause);
+                    break;
+                }
+            }
+        }
+        if allowed > 0 {
+            // Room for all of them at once: the event queue is fair, so
+            // nobody's later lines slip in between.
+            let permits = tokio::select! {
+                _ = cancel.cancelled() => return false,
+                permits = events.reserve_many(allowed) => permits,
+            };
+            let Ok(permits) = permits else {
+                return false;
+            };
+            for permit in permits {
+                if let Some(cmd) = pending.next() {
+                    permit.send(Event::Command {
+                        conn,
+                        cmd,
+                        received,
+                    });
+                }
+            }
+            remaining -= allowed;
+            allowed = 0;
+        }
+        if let Some(pause) = wait {
+            tokio::select! {
+                _ = cancel.cancelled() => return false,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            // The bucket already counted the command it paused for.
+            allowed = 1;
+        }
+    }
+    true
 }
 
 async fn write_loop(
@@ -328,4 +402,85 @@ async fn write_loop(
     }
     let _ = writer.shutdown().await;
     cancel.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn talk(text: &str) -> ClientCommand {
+        ClientCommand::Talk(text.to_owned())
+    }
+
+    /// The game loop is behind (its queue full): a read of three lines
+    /// waits for room, and a line another client's reader read afterwards
+    /// waits behind all three, not between them.
+    #[tokio::test]
+    async fn a_read_reaches_the_game_loop_in_one_piece() {
+        let (events, mut rx) = mpsc::channel::<Event>(4);
+        for i in 0..4 {
+            events
+                .try_send(Event::Disconnected { conn: i })
+                .expect("room");
+        }
+        // A reader handing over one read's lines, unlimited by rate.
+        let reader = |conn: ConnId, texts: &'static [&'static str]| {
+            let events = events.clone();
+            tokio::spawn(async move {
+                let mut cmds: Vec<ClientCommand> = texts.iter().map(|t| talk(t)).collect();
+                let mut unlimited = Bucket::new(1000, 1000);
+                let cancel = CancellationToken::new();
+                dispatch(
+                    &mut cmds,
+                    conn,
+                    Instant::now(),
+                    &mut unlimited,
+                    &events,
+                    &cancel,
+                )
+                .await
+            })
+        };
+        let first = reader(1, &["a1", "a2", "a3"]);
+        // A single-threaded runtime: yielding lets the first reader run until
+        // it waits for room, before the second one starts.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        let second = reader(2, &["b1"]);
+        tokio::task::yield_now().await;
+        let mut seen = Vec::new();
+        while seen.len() < 8 {
+            match rx.recv().await {
+                Some(Event::Command {
+                    cmd: ClientCommand::Talk(text),
+                    ..
+                }) => seen.push(text),
+                Some(_) => seen.push("old".to_owned()),
+                None => break,
+            }
+        }
+        assert!(first.await.expect("first") && second.await.expect("second"));
+        assert_eq!(seen, ["old", "old", "old", "old", "a1", "a2", "a3", "b1"]);
+    }
+
+    #[tokio::test]
+    async fn lines_over_the_rate_limit_follow_in_order() {
+        let (events, mut rx) = mpsc::channel::<Event>(16);
+        let mut bucket = Bucket::new(10, 2);
+        let mut cmds = vec![talk("1"), talk("2"), talk("3")];
+        let cancel = CancellationToken::new();
+        let sent = dispatch(&mut cmds, 1, Instant::now(), &mut bucket, &events, &cancel).await;
+        assert!(sent && cmds.is_empty());
+        drop(events);
+        let mut seen = Vec::new();
+        while let Some(Event::Command {
+            cmd: ClientCommand::Talk(text),
+            ..
+        }) = rx.recv().await
+        {
+            seen.push(text);
+        }
+        assert_eq!(seen, ["1", "2", "3"]);
+    }
 }

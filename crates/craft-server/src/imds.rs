@@ -24,10 +24,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tracing::{debug, info, warn};
 
-use crate::lifecycle::{Control, Switch};
+use crate::config::ImdsConfig;
+use crate::control::Control;
 
 /// Header asking for a token of that many seconds.
 const TTL_HEADER: &str = "X-aws-ec2-metadata-token-ttl-seconds";
@@ -38,79 +39,6 @@ const REBALANCE: &str = "/latest/meta-data/events/recommendations/rebalance";
 /// Notice EC2 gives before reclaiming a spot instance, when the notice
 /// itself does not say.
 const SPOT_NOTICE: Duration = Duration::from_secs(120);
-
-/// `[imds]` settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ImdsConfig {
-    /// `auto`: on when the machine looks like an EC2 instance (its DMI or
-    /// hypervisor identity, read from /sys: no network probe).
-    pub enabled: Switch,
-    /// The metadata service.
-    pub base_url: String,
-    /// Time between two polls.
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    /// Lifetime asked for each session token (at most 6 h).
-    #[serde(with = "humantime_serde")]
-    pub token_ttl: Duration,
-    /// Longest wait for one answer.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Told to every player on an interruption notice; `{seconds}` becomes
-    /// the time left.
-    pub message: String,
-    /// Also drain on a rebalance recommendation (an earlier, softer signal
-    /// than the two-minute notice).
-    pub drain_on_rebalance: bool,
-    /// Told to every player when a rebalance recommendation starts the drain.
-    pub rebalance_message: String,
-}
-
-impl Default for ImdsConfig {
-    fn default() -> Self {
-        Self {
-            enabled: Switch::Auto,
-            base_url: "http://169.254.169.254".to_owned(),
-            poll_interval: Duration::from_secs(5),
-            token_ttl: Duration::from_secs(6 * 3600),
-            timeout: Duration::from_secs(2),
-            message: "This server is being reclaimed in {seconds} seconds - your universe is saved"
-                .to_owned(),
-            drain_on_rebalance: true,
-            rebalance_message: "This server is moving to another machine - your universe is saved"
-                .to_owned(),
-        }
-    }
-}
-
-impl ImdsConfig {
-    /// Checks ranges (no I/O).
-    pub fn validate(&self) -> Result<(), String> {
-        let url = url::Url::parse(&self.base_url)
-            .map_err(|e| format!("imds.base_url {:?}: {e}", self.base_url))?;
-        if url.scheme() != "http" {
-            return Err(format!("imds.base_url {:?} must be http", self.base_url));
-        }
-        if self.poll_interval.is_zero() || self.timeout.is_zero() {
-            return Err("imds.poll_interval and imds.timeout must be positive".into());
-        }
-        let ttl = self.token_ttl.as_secs();
-        if !(1..=21_600).contains(&ttl) {
-            return Err("imds.token_ttl must be between 1s and 6h".into());
-        }
-        if self.message.contains('\n') || self.rebalance_message.contains('\n') {
-            return Err("imds.message and imds.rebalance_message cannot contain newlines".into());
-        }
-        Ok(())
-    }
-
-    /// The interruption message with `left` filled in.
-    pub fn interruption_message(&self, left: Duration) -> String {
-        self.message
-            .replace("{seconds}", &left.as_secs().to_string())
-    }
-}
 
 /// Whether this machine looks like an EC2 instance.
 pub fn on_ec2() -> bool {
@@ -374,20 +302,5 @@ mod tests {
         assert!(!looks_like_ec2(dir.path()));
         std::fs::write(dmi.join("sys_vendor"), "Amazon EC2\n").expect("write");
         assert!(looks_like_ec2(dir.path()));
-    }
-
-    #[test]
-    fn message_and_validation() {
-        let c = ImdsConfig::default();
-        c.validate().expect("defaults");
-        assert_eq!(
-            c.interruption_message(Duration::from_secs(115)),
-            "This server is being reclaimed in 115 seconds - your universe is saved"
-        );
-        let bad = ImdsConfig {
-            token_ttl: Duration::from_secs(7 * 3600),
-            ..ImdsConfig::default()
-        };
-        assert!(bad.validate().is_err());
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! - [`config`]: the TOML file and its defaults; [`cli`]: flags that
 //!   override it;
-//! - [`server::run`]: accepts players and runs the [`world`] (the game loop
-//!   that owns players and cached chunks) until shutdown, then drains;
+//! - [`server::run`]: accepts players (within the [`admission`] limits)
+//!   and runs the [`world`] (the game loop that owns players and cached
+//!   chunks) until shutdown, then drains;
 //! - [`connection`]: per-client line framing, parsing, rate limiting and
 //!   the bounded [`outbound`] queue;
 //! - `commands`: one file per protocol command;
@@ -11,18 +12,19 @@
 //! - [`login`]: the optional identity service;
 //! - [`metrics`]: Prometheus metrics and health;
 //! - on orchestrators: the [`admin`] listener (probes, metrics), [`agones`]
-//!   (the SDK sidecar), [`imds`] (spot interruption notices), tied together
-//!   by [`lifecycle`].
+//!   (the SDK sidecar), [`imds`] (spot interruption notices); both ask for
+//!   the drain through [`control`], and [`server`] starts them.
 
 pub mod admin;
+pub mod admission;
 pub mod agones;
 pub mod cli;
 pub mod cli_import;
 mod commands;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod imds;
-pub mod lifecycle;
 pub mod login;
 pub mod metrics;
 pub mod outbound;

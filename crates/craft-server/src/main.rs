@@ -42,8 +42,8 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Config => print_config(&config),
             Command::Import { from, to } => {
-                let to = to.map(StoreUrl).unwrap_or_else(|| config.store.clone());
-                craft_server::cli_import::import(&StoreUrl(from), &to).await
+                let to = to.unwrap_or_else(|| config.store.clone());
+                craft_server::cli_import::import(&from, &to).await
             }
         }
     });

@@ -46,6 +46,20 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// Labels `{reason="..."}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// Labels `{result="..."}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// How it went.
+    pub result: &'static str,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -81,8 +95,22 @@ pub struct Metrics {
     pub flush_seconds: Histogram,
     /// Chunks cached in memory.
     pub cached_chunks: Gauge,
-    /// Errors by kind (slow clients, full server, store failures...).
+    /// Errors by kind (slow clients, store failures...).
     pub errors: Family<KindLabel, Counter>,
+    /// Connections closed at once, by reason: `accept_limit` (more sockets
+    /// than `max_players` plus `limits.connection_margin`), `per_ip`
+    /// (`limits.max_connections_per_ip`), `full` (`max_players`),
+    /// `draining`.
+    pub connections_refused: Family<ReasonLabel, Counter>,
+    /// The most edits held in memory (`limits.max_unwritten_edits`); at it,
+    /// new edits are refused.
+    pub pending_edits_limit: Gauge,
+    /// Bytes queued for one client before it is disconnected (the
+    /// effective `limits.max_outbound_bytes`).
+    pub outbound_limit_bytes: Gauge,
+    /// Agones health pings by result: `ok`, `failed`, `skipped` (the game
+    /// loop is stuck).
+    pub agones_health_pings: Family<ResultLabel, Counter>,
     store: OnceLock<Arc<dyn BlockStore>>,
 }
 
@@ -180,6 +208,30 @@ impl Metrics {
         );
         let errors = Family::<KindLabel, Counter>::default();
         registry.register("errors", "Errors by kind", errors.clone());
+        let connections_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once, by reason",
+            connections_refused.clone(),
+        );
+        let pending_edits_limit = Gauge::default();
+        registry.register(
+            "pending_edits_limit",
+            "Most edits held in memory before new ones are refused",
+            pending_edits_limit.clone(),
+        );
+        let outbound_limit_bytes = Gauge::default();
+        registry.register(
+            "outbound_limit_bytes",
+            "Bytes queued for one client before it is disconnected",
+            outbound_limit_bytes.clone(),
+        );
+        let agones_health_pings = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "agones_health_pings",
+            "Agones health pings by result",
+            agones_health_pings.clone(),
+        );
         Self {
             registry,
             players,
@@ -198,6 +250,10 @@ impl Metrics {
             flush_seconds,
             cached_chunks,
             errors,
+            connections_refused,
+            pending_edits_limit,
+            outbound_limit_bytes,
+            agones_health_pings,
             store: OnceLock::new(),
         }
     }
@@ -215,6 +271,13 @@ impl Metrics {
     /// Counts an error.
     pub fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Counts a connection closed at once.
+    pub fn refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -265,17 +328,66 @@ fn escape_label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The time [`Health`] measures with: the monotonic clock, or one that only
+/// moves when told (tests: "the game loop has not turned for a minute"
+/// without waiting a minute).
+#[derive(Clone, Debug)]
+pub struct Clock {
+    origin: Instant,
+    manual: Option<Arc<AtomicU64>>,
+}
+
+impl Clock {
+    /// The monotonic clock.
+    pub fn system() -> Self {
+        Self {
+            origin: Instant::now(),
+            manual: None,
+        }
+    }
+
+    /// A clock standing still until [`Clock::advance`] moves it.
+    pub fn manual() -> Self {
+        Self {
+            origin: Instant::now(),
+            manual: Some(Arc::new(AtomicU64::new(0))),
+        }
+    }
+
+    /// Moves a manual clock forward; the system clock ignores it.
+    pub fn advance(&self, by: Duration) {
+        if let Some(ms) = &self.manual {
+            let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+            ms.fetch_add(by, Ordering::Relaxed);
+        }
+    }
+
+    /// Time since the clock started.
+    pub fn elapsed(&self) -> Duration {
+        match &self.manual {
+            Some(ms) => Duration::from_millis(ms.load(Ordering::Relaxed)),
+            None => self.origin.elapsed(),
+        }
+    }
+}
+
+/// `/readyz` while the edit buffer is full.
+pub const READ_ONLY_REASON: &str = "read-only: limits.max_unwritten_edits edits wait for the store";
+
 /// What `/healthz` and `/readyz` look at.
 #[derive(Debug)]
 pub struct Health {
-    started: Instant,
-    /// Milliseconds since `started` when the game loop last turned.
+    clock: Clock,
+    /// Milliseconds on `clock` when the game loop last turned.
     last_turn_ms: AtomicU64,
     /// The server is shutting down.
     pub draining: AtomicBool,
     /// The drain is over (every edit stored); the process only waits for
     /// its signal.
     pub drained: AtomicBool,
+    /// `limits.max_unwritten_edits` edits are held in memory: new edits
+    /// are refused until the store takes some.
+    pub edits_full: AtomicBool,
     /// The last store call succeeded.
     pub store_ok: AtomicBool,
     /// The store answered at least once since start.
@@ -287,13 +399,19 @@ pub struct Health {
 }
 
 impl Health {
-    /// Fresh health state.
+    /// Fresh health state, on the system clock.
     pub fn new(max_players: usize) -> Self {
+        Self::with_clock(max_players, Clock::system())
+    }
+
+    /// Fresh health state measuring time with `clock`.
+    pub fn with_clock(max_players: usize, clock: Clock) -> Self {
         Self {
-            started: Instant::now(),
+            clock,
             last_turn_ms: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             drained: AtomicBool::new(false),
+            edits_full: AtomicBool::new(false),
             store_ok: AtomicBool::new(false),
             store_seen: AtomicBool::new(false),
             players: AtomicUsize::new(0),
@@ -303,16 +421,22 @@ impl Health {
 
     /// Records that the game loop turned.
     pub fn turn(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let ms = u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_turn_ms.store(ms, Ordering::Relaxed);
     }
 
     /// How long ago the game loop last turned.
     pub fn since_last_turn(&self) -> Duration {
-        let now = self.started.elapsed();
+        let now = self.clock.elapsed();
         now.saturating_sub(Duration::from_millis(
             self.last_turn_ms.load(Ordering::Relaxed),
         ))
+    }
+
+    /// The time on the health clock (for timers that tests control, e.g.
+    /// how long the server has been empty).
+    pub fn now(&self) -> Duration {
+        self.clock.elapsed()
     }
 
     /// Records a store outcome.
@@ -327,6 +451,8 @@ impl Health {
     pub fn readiness(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::Relaxed) {
             Err("draining")
+        } else if self.edits_full.load(Ordering::Relaxed) {
+            Err(READ_ONLY_REASON)
         } else if !self.store_ok.load(Ordering::Relaxed) {
             Err("store unavailable")
         } else if self.players.load(Ordering::Relaxed) >= self.max_players {

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use craft_server::agones::{Agones, AgonesConfig};
-use craft_server::config::Config;
-use craft_server::lifecycle::{Control, Switch};
-use craft_server::metrics::Health;
+use craft_server::agones::Agones;
+use craft_server::config::Switch;
+use craft_server::config::{AgonesConfig, Config};
+use craft_server::control::Control;
+use craft_server::metrics::{Clock, Health, Metrics, ResultLabel};
 use support::TestServer;
 use support::fakes::{FakeAgones, Journal, TestStore, eventually, journal};
 
@@ -151,42 +152,54 @@ async fn ready_waits_for_the_store_and_a_late_sidecar() {
     assert_eq!(fake.ok("/shutdown"), 1);
 }
 
+/// Health pings by result, from the metrics.
+fn pings(metrics: &Metrics, result: &'static str) -> u64 {
+    metrics
+        .agones_health_pings
+        .get_or_create(&ResultLabel { result })
+        .get()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_pings_stop_while_the_game_loop_is_stuck() {
     let fake = FakeAgones::start(None).await;
-    let health = Arc::new(Health::new(10));
+    // The test is the game loop, and its clock moves only when told.
+    let clock = Clock::manual();
+    let health = Arc::new(Health::with_clock(10, clock.clone()));
+    let metrics = Arc::new(Metrics::new());
     let config = AgonesConfig {
         enabled: Switch::On,
         health_interval: Duration::from_millis(50),
         ..AgonesConfig::default()
     };
-    // The test is the game loop.
+    let stall_timeout = Duration::from_secs(10);
     let agones = Agones::start(
         &config,
         fake.url(),
         health.clone(),
+        metrics.clone(),
         Arc::new(Control::new()),
-        Duration::from_millis(300),
+        stall_timeout,
     );
-    let turning = |for_: Duration| {
-        let health = health.clone();
-        async move {
-            let until = tokio::time::Instant::now() + for_;
-            while tokio::time::Instant::now() < until {
-                health.turn();
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    turning(Duration::from_millis(600)).await;
-    assert!(fake.ok("/health") >= 3, "pings while it turns");
-    // Stuck: once 300 ms have passed without a turn, no ping starts.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    health.turn();
+    assert!(
+        eventually(WAIT, || fake.ok("/health") >= 3).await,
+        "pings while it turns"
+    );
+    // Stuck: past the stall timeout without a turn.
+    clock.advance(stall_timeout);
+    assert!(eventually(WAIT, || pings(&metrics, "skipped") >= 1).await);
+    // A skip means no ping is in flight: the count stands from here.
     let stuck = fake.ok("/health");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let skipped = pings(&metrics, "skipped");
+    assert!(eventually(WAIT, || pings(&metrics, "skipped") >= skipped + 3).await);
     assert_eq!(fake.ok("/health"), stuck, "no pings from a stuck loop");
-    turning(Duration::from_millis(400)).await;
-    assert!(fake.ok("/health") > stuck, "pings resume");
+    assert_eq!(pings(&metrics, "ok"), stuck as u64);
+    health.turn();
+    assert!(
+        eventually(WAIT, || fake.ok("/health") > stuck).await,
+        "pings resume"
+    );
     agones.shutdown().await;
     assert_eq!(fake.ok("/shutdown"), 1);
 }
@@ -194,20 +207,28 @@ async fn health_pings_stop_while_the_game_loop_is_stuck() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shuts_down_after_being_empty_for_a_while() {
     let fake = FakeAgones::start(None).await;
+    let limit = Duration::from_secs(600);
     let mut server = TestServer::memory(|c| {
         agones(c, &fake);
-        c.agones.shutdown_when_empty_for = Some(Duration::from_secs(1));
+        c.agones.shutdown_when_empty_for = Some(limit);
     })
     .await;
     assert!(eventually(WAIT, || fake.ok("/ready") == 1).await);
-    // A Ready server nobody joined yet is a warm spare: it stays.
-    assert!(!server.finished(Duration::from_millis(1500)).await);
+    // (A Ready server nobody joined is a warm spare that stays: see the
+    // empty timer's unit test.)
     let alice = join(&server).await;
     assert!(eventually(WAIT, || fake.ok("/allocate") == 1).await);
     drop(alice);
+    assert!(
+        eventually(WAIT, || fake.counts("players").last().map(String::as_str)
+            == Some("0"))
+        .await
+    );
+    // Ten minutes pass on the server's clock.
+    server.clock.advance(limit);
     assert!(server.finished(WAIT).await, "drained and stopped by itself");
     assert_eq!(fake.ok("/shutdown"), 1);
-    assert_eq!(fake.counts("players").last().map(String::as_str), Some("0"));
+    assert_eq!(server.shared.control.drain_reason(), Some("empty"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,3 +93,53 @@ fn import_copies_an_original_world() {
         "{said}"
     );
 }
+
+/// Store URLs whose secret the URL parser would misplace (an unencoded
+/// `#`, `/` or `?` in a password) or that a backend might repeat.
+const LEAKY_URLS: &[&str] = &[
+    "postgres://craft:p#s3cret@db/w",
+    "postgres://craft:12#s3cret@db/w",
+    "postgres://craft:1/s3cret@db/w",
+    "postgres://craft:p?s3cret@db/w",
+    "sqlite://craft:s3cret@example.com/craft.db",
+    "dynamodb://key:s3cret@table?region=us-east-1",
+    "dynamodb://key:s3cret#@table",
+    "dataapi://craft:s3cret@world?resource_arn=arn:aws:rds:us-east-1:123456789012:cluster:c&secret_arn=arn:aws:secretsmanager:us-east-1:123456789012:secret:s&region=us-east-1",
+];
+
+#[test]
+fn config_never_prints_a_misplaced_password() {
+    for url in LEAKY_URLS {
+        let out = craft_server(&["--store", url, "config"]);
+        assert!(out.status.success(), "{url}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("s3cret"), "{url}: {text}");
+        assert!(text.contains("store = \""), "{text}");
+    }
+}
+
+#[test]
+fn start_up_errors_never_show_a_misplaced_password() {
+    for url in LEAKY_URLS {
+        let out = craft_server(&["--store", url, "--listen", "127.0.0.1:0"]);
+        assert!(!out.status.success(), "{url} opened");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("s3cret"), "{url}: {err}");
+        assert!(
+            err.contains("<redacted>") || err.contains("***"),
+            "{url}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn store_open_errors_never_show_a_misplaced_password() {
+    for url in LEAKY_URLS {
+        let url = craft_server::config::StoreUrl((*url).to_owned());
+        let Err(e) = craft_server::stores::open(&url).await else {
+            panic!("{url} opened");
+        };
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+}

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use craft_server::config::Config;
-use craft_server::imds::{ImdsConfig, Notice, Watcher};
-use craft_server::lifecycle::Switch;
+use craft_server::config::ImdsConfig;
+use craft_server::config::Switch;
+use craft_server::imds::{Notice, Watcher};
 use support::TestServer;
 use support::fakes::{FakeAgones, FakeImds, Journal, TestStore, eventually, journal};
 
@@ -181,9 +182,8 @@ async fn a_rebalance_recommendation_can_be_only_noted() {
         eventually(WAIT, || imds_fake.served() >= served + 4).await,
         "still polling"
     );
-    assert!(
-        !server.finished(Duration::from_millis(300)).await,
-        "still serving"
-    );
+    // The drain starts on the poll that sees a notice: none was asked for.
+    assert_eq!(server.shared.control.drain_reason(), None, "still serving");
+    assert!(!server.finished(Duration::ZERO).await);
     server.stop().await;
 }

@@ -187,3 +187,54 @@ async fn a_logged_in_player_comes_back_where_they_left() {
     assert!(lines.iter().all(|l| !l.starts_with("U,")), "{lines:?}");
     second.stop().await;
 }
+
+#[tokio::test]
+async fn nobody_changes_nicks_where_building_needs_a_login() {
+    let server = server(Arc::new(MemoryStore::new()), true).await;
+    let mut alice = join(&server).await;
+    alice.send("A,alice,good").await;
+    alice
+        .until(WAIT, |l| l == "T,alice has joined the game.")
+        .await;
+    let mut guest = join(&server).await;
+    guest.until(WAIT, |l| l == "N,1,alice").await;
+    alice.until(WAIT, |l| l == "N,2,guest2").await;
+    // Guests and logged-in players alike, asking or renaming.
+    for (client, line) in [
+        (0, "T,/nick alice"),
+        (0, "T,/nick"),
+        (1, "T,/nick bob"),
+        (1, "T,/nick"),
+    ] {
+        let client = if client == 0 { &mut guest } else { &mut alice };
+        client.send(line).await;
+        assert_eq!(
+            client.line(WAIT).await.as_deref(),
+            Some("T,You cannot change your nick on this server."),
+            "{line}"
+        );
+    }
+    // Nothing was renamed: the names are still the vouched-for ones.
+    guest.send("T,/list").await;
+    assert_eq!(
+        guest.line(WAIT).await.as_deref(),
+        Some("T,Players: alice, guest2")
+    );
+    // A malformed /nick is still an unknown command, as in the original.
+    guest.send("T,/nick a b").await;
+    assert_eq!(
+        guest.line(WAIT).await.as_deref(),
+        Some("T,Unrecognized command: \"/nick a b\"")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn nicks_change_freely_where_guests_may_build() {
+    let server = server(Arc::new(MemoryStore::new()), false).await;
+    let mut guest = join(&server).await;
+    guest.send("T,/nick zed").await;
+    let lines = guest.until(WAIT, |l| l.starts_with("N,")).await;
+    assert_eq!(lines, vec!["T,guest1 is now known as zed", "N,1,zed"]);
+    server.stop().await;
+}

@@ -126,7 +126,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_nobody_else_waits() {
     }
     store.apply(&batch).await.expect("prefill");
     let server = TestServer::start(store, |c| {
-        c.limits.max_outbound_bytes = 256 << 10;
+        c.limits.max_outbound_bytes = Some(256 << 10);
         c.limits.line_burst = 5000;
         c.limits.lines_per_second = 5000;
     })
@@ -189,5 +189,72 @@ async fn a_full_server_says_so() {
     );
     assert_eq!(second.line(WAIT).await, None);
     chat_round_trip(&mut first, "alone").await;
+    server.stop().await;
+}
+
+/// Connects until the server lets a player in (slots come back once a
+/// leaving player's connection is closed).
+async fn join_when_admitted(server: &TestServer) -> support::Client {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut client = server.connect().await;
+        if client.line(WAIT).await.is_some_and(|l| l.starts_with("U,")) {
+            return client;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never admitted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn refused(server: &TestServer, reason: &str) -> bool {
+    server.shared.metrics.render().contains(&format!(
+        "craft_connections_refused_total{{reason=\"{reason}\"}} 1"
+    ))
+}
+
+#[tokio::test]
+async fn connections_past_the_accept_limit_are_closed_at_once() {
+    let server = TestServer::memory(|c| {
+        c.max_players = 2;
+        c.limits.connection_margin = 0;
+    })
+    .await;
+    let first = join(&server).await;
+    let mut second = join(&server).await;
+    // No slot left: closed by the accept loop, with a word.
+    let mut extra = server.connect().await;
+    assert_eq!(
+        extra.line(WAIT).await.as_deref(),
+        Some("T,The server is full; try again later.")
+    );
+    assert_eq!(extra.line(WAIT).await, None, "closed");
+    assert!(refused(&server, "accept_limit"));
+    chat_round_trip(&mut second, "still here").await;
+    // A player leaves: its slot comes back.
+    drop(first);
+    second
+        .until(WAIT, |l| l == "T,guest1 has disconnected from the server.")
+        .await;
+    let _third = join_when_admitted(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_has_a_connection_limit() {
+    let server = TestServer::memory(|c| c.limits.max_connections_per_ip = 2).await;
+    let _first = join(&server).await;
+    let _second = join(&server).await;
+    let mut third = server.connect().await;
+    assert_eq!(
+        third.line(WAIT).await.as_deref(),
+        Some("T,Too many connections from your address; try again later.")
+    );
+    assert_eq!(third.line(WAIT).await, None, "closed");
+    assert!(refused(&server, "per_ip"));
+    // Another address is not affected.
+    let mut elsewhere =
+        support::Client::connect_from(server.addr, std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
+    elsewhere.send("V,1").await;
+    elsewhere.until(WAIT, |l| l == "N,3,guest3").await;
     server.stop().await;
 }

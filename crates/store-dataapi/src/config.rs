@@ -317,6 +317,14 @@ impl Config {
         {
             return Err(invalid("database", "expected 1 to 64 characters"));
         }
+        if self.database.as_deref().is_some_and(|d| d.contains('@')) {
+            // USER:PASSWORD@ in front of the database: the Data API takes
+            // credentials from secret_arn, and the name would reach errors.
+            return Err(invalid(
+                "database",
+                "must not contain '@' (credentials come from secret_arn)",
+            ));
+        }
         if let Some(region) = &self.region
             && !is_region(region)
         {

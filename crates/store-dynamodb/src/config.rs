@@ -68,7 +68,9 @@ pub enum ConfigError {
     #[error("a DynamoDB store URL starts with dynamodb://")]
     Scheme,
     /// The table name is missing or not a valid DynamoDB table name.
-    #[error("invalid table name {0:?}: 3 to 255 characters of A-Z a-z 0-9 _ - .")]
+    // The name is not repeated: what stands there in a malformed URL may
+    // be user information with a password.
+    #[error("invalid table name: 3 to 255 characters of A-Z a-z 0-9 _ - .")]
     Table(String),
     /// A parameter has a value that cannot be used.
     #[error("invalid value for {name}: {reason}")]

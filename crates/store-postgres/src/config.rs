@@ -481,6 +481,15 @@ fn parse_url(raw: &str) -> Result<Parts, ConfigError> {
     if !matches!(url.scheme(), "postgres" | "postgresql") {
         return Err(ConfigError::Scheme(url.scheme().to_owned()));
     }
+    // An unencoded '#', '/' or '?' in a password cuts the URL elsewhere than
+    // meant, and the rest of the password would land in the host, port,
+    // database name or fragment (and from there in errors).
+    let userinfo = !url.username().is_empty() || url.password().is_some();
+    if url.fragment().is_some() || (raw.contains('@') && !userinfo) {
+        return Err(ConfigError::Url(
+            "the user information is malformed: percent-encode '@', ':', '/', '?' and '#' in the user name and password".to_owned(),
+        ));
+    }
     let decode = |s: &str, field: &'static str| {
         percent_decode_str(s)
             .decode_utf8()

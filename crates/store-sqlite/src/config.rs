@@ -110,6 +110,8 @@ impl Config {
                     None => (after, ""),
                 };
                 if !host.is_empty() && !host.eq_ignore_ascii_case("localhost") {
+                    // Only the host: user information may hold a password.
+                    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
                     return Err(ConfigError::Host(host.to_owned()));
                 }
                 path
@@ -363,6 +365,10 @@ mod tests {
         assert_eq!(err("sqlite:?create=true"), ConfigError::MissingPath);
         assert_eq!(
             err("sqlite://example.com/w.db"),
+            ConfigError::Host("example.com".into())
+        );
+        assert_eq!(
+            err("sqlite://me:s3cret@example.com/craft.db"),
             ConfigError::Host("example.com".into())
         );
         assert!(matches!(err("sqlite::memory:"), ConfigError::NotAFile(_)));

@@ -12,6 +12,11 @@ use crate::world::{ConnId, Step, World};
 pub(crate) const STORE_UNAVAILABLE: &str =
     "The world is not available right now; try again in a moment.";
 
+/// Told to a player whose edit came while `limits.max_unwritten_edits`
+/// edits wait for the store.
+pub(crate) const READ_ONLY: &str =
+    "The world is read-only until its store is back; that edit was not kept.";
+
 impl World {
     /// Who is editing, for the rules.
     pub(crate) fn editor(&self, conn: ConnId) -> Editor {
@@ -56,7 +61,13 @@ impl World {
         let Some(previous) = self.block_at(pos) else {
             return Step::Done;
         };
-        if let Err(refusal) = rules::check_block(self.editor(conn), pos, w, previous) {
+        let refusal = match rules::check_block(self.editor(conn), pos, w, previous) {
+            Err(refusal) => Some((refusal.message(), "refused")),
+            Ok(()) if self.read_only() => Some((READ_ONLY, "read_only")),
+            Ok(()) => None,
+        };
+        if let Some((message, result)) = refusal {
+            // The client drew the block already: put the previous one back.
             let msgs = [
                 ServerMessage::Block {
                     chunk,
@@ -64,12 +75,12 @@ impl World {
                     w: previous,
                 },
                 ServerMessage::Redraw { chunk },
-                ServerMessage::Talk(refusal.message()),
+                ServerMessage::Talk(message),
             ];
             if let Some(player) = self.players.get(&conn) {
                 self.push(player, &crate::world::encode_all(&msgs), 3);
             }
-            self.metrics.edit("block", "refused");
+            self.metrics.edit("block", result);
             return Step::Done;
         }
         self.metrics.edit("block", "accepted");

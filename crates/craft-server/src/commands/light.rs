@@ -4,7 +4,7 @@ use world_core::coords::BlockPos;
 use world_core::protocol::ServerMessage;
 use world_core::rules;
 
-use super::block::STORE_UNAVAILABLE;
+use super::block::{READ_ONLY, STORE_UNAVAILABLE};
 use crate::world::{ConnId, Step, World};
 
 impl World {
@@ -22,15 +22,20 @@ impl World {
         let Some(block) = self.block_at(pos) else {
             return Step::Done;
         };
-        if let Err(refusal) = rules::check_light(self.editor(conn), block, w) {
+        let refusal = match rules::check_light(self.editor(conn), block, w) {
+            Err(refusal) => Some((refusal.message(), "refused")),
+            Ok(()) if self.read_only() => Some((READ_ONLY, "read_only")),
+            Ok(()) => None,
+        };
+        if let Some((message, result)) = refusal {
             let msgs = [
                 ServerMessage::Redraw { chunk },
-                ServerMessage::Talk(refusal.message()),
+                ServerMessage::Talk(message),
             ];
             if let Some(player) = self.players.get(&conn) {
                 self.push(player, &crate::world::encode_all(&msgs), 2);
             }
-            self.metrics.edit("light", "refused");
+            self.metrics.edit("light", result);
             return Step::Done;
         }
         self.metrics.edit("light", "accepted");

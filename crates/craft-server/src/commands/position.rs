@@ -109,18 +109,20 @@ impl World {
         near.clear();
         self.grid
             .near(me.chunk, self.config.interest.view_radius, near);
-        let mut candidates: Vec<(f32, u32)> = near
+        let mut candidates: Vec<(f32, ConnId, u32)> = near
             .iter()
             .filter(|c| **c != conn)
-            .filter_map(|c| self.players.get(c))
-            .map(|p| (distance2(&me.pos, &p.pos), p.id))
+            .filter_map(|c| self.players.get(c).map(|p| (c, p)))
+            .map(|(c, p)| (distance2(&me.pos, &p.pos), *c, p.id))
             .collect();
         let keep = self.config.interest.max_visible;
         if candidates.len() > keep {
-            candidates.select_nth_unstable_by(keep, |a, b| a.0.total_cmp(&b.0));
+            // Ties go to whoever joined first: the same crowd shows the same
+            // players whatever order the grid listed them in.
+            candidates.select_nth_unstable_by(keep, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             candidates.truncate(keep);
         }
-        Some(candidates.into_iter().map(|(_, id)| id).collect())
+        Some(candidates.into_iter().map(|(_, _, id)| id).collect())
     }
 
     /// Sets who a new player is shown.
@@ -171,6 +173,7 @@ impl World {
                 ),
                 (None, None) => (Vec::new(), Vec::new()),
             };
+            let (hide, show) = (self.in_join_order(hide), self.in_join_order(show));
             let mut bytes = Vec::new();
             let mut lines = 0;
             for id in hide {
@@ -221,17 +224,28 @@ impl World {
         }
     }
 
-    /// The players `conn` is shown (everyone else on a quiet server).
+    /// Player ids sorted by when their players joined (ids are reused, so
+    /// not by id); ids of players gone meanwhile first.
+    fn in_join_order(&self, mut ids: Vec<u32>) -> Vec<u32> {
+        ids.sort_unstable_by_key(|id| (self.by_id.get(id).copied(), *id));
+        ids
+    }
+
+    /// The players `conn` is shown (everyone else on a quiet server), in
+    /// join order.
     pub(crate) fn shown_to(&self, conn: ConnId) -> Vec<&crate::world::Player> {
         let Some(me) = self.players.get(&conn) else {
             return Vec::new();
         };
         match &me.visible {
-            Some(visible) => visible
-                .iter()
-                .filter_map(|id| self.by_id.get(id))
-                .filter_map(|c| self.players.get(c))
-                .collect(),
+            Some(visible) => {
+                let mut conns: Vec<ConnId> = visible
+                    .iter()
+                    .filter_map(|id| self.by_id.get(id).copied())
+                    .collect();
+                conns.sort_unstable();
+                conns.iter().filter_map(|c| self.players.get(c)).collect()
+            }
             None => self
                 .players
                 .iter()

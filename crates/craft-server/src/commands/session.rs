@@ -17,13 +17,17 @@ impl World {
             let text = if self.draining.is_some() {
                 self.config.shutdown.message.as_str()
             } else {
-                "The server is full; try again later."
+                crate::admission::FULL_MESSAGE
             };
             let mut line = Vec::new();
             ServerMessage::Talk(text).encode(&mut line);
             out.send(&line);
             out.close();
-            self.metrics.error("refused_connection");
+            self.metrics.refused(if self.draining.is_some() {
+                "draining"
+            } else {
+                "full"
+            });
             info!(%addr, "connection refused: {text}");
             return;
         }

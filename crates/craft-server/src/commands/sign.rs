@@ -18,6 +18,11 @@ impl World {
                 self.metrics.edit("sign", "refused");
                 return Step::Done;
             }
+            SignVerdict::Accept if self.read_only() => {
+                self.send(conn, ServerMessage::Talk(super::block::READ_ONLY));
+                self.metrics.edit("sign", "read_only");
+                return Step::Done;
+            }
             SignVerdict::Accept => {}
         }
         self.metrics.edit("sign", "accepted");

@@ -7,6 +7,9 @@ use crate::world::{ConnId, Step, World};
 /// Chunks `/pq` may reach from the origin.
 const PQ_LIMIT: i64 = 1000;
 
+/// The answer to `/nick` on a server where building needs a login.
+const NICK_REFUSED: &str = "You cannot change your nick on this server.";
+
 impl World {
     pub(crate) fn on_talk(&mut self, conn: ConnId, text: &str) -> Step {
         let Some(me) = self.players.get(&conn) else {
@@ -36,12 +39,12 @@ impl World {
         Step::Done
     }
 
-    /// The player with this nick (the lowest id if several share it).
+    /// The player with this nick who joined first, if several share it
+    /// (whom the original's `@nick` reaches).
     fn find_nick(&self, nick: &str) -> Option<ConnId> {
         self.players
             .iter()
-            .filter(|(_, p)| p.nick == nick)
-            .min_by_key(|(_, p)| p.id)
+            .find(|(_, p)| p.nick == nick)
             .map(|(c, _)| *c)
     }
 
@@ -54,13 +57,8 @@ impl World {
                 true
             }
             "/list" if rest.is_empty() => {
-                let mut players: Vec<(u32, &str)> = self
-                    .players
-                    .values()
-                    .map(|p| (p.id, p.nick.as_str()))
-                    .collect();
-                players.sort_unstable();
-                let names: Vec<&str> = players.into_iter().map(|(_, n)| n).collect();
+                // In join order, as the original lists its clients.
+                let names: Vec<&str> = self.players.values().map(|p| p.nick.as_str()).collect();
                 let msg = format!("Players: {}", names.join(", "));
                 self.send(conn, ServerMessage::Talk(&msg));
                 true
@@ -113,8 +111,16 @@ impl World {
 
     fn goto(&mut self, conn: ConnId, name: Option<&str>) {
         let target = match name {
-            Some(name) => self.find_nick(name),
+            // The one who joined last, if several share the nick: the
+            // original looks the name up in a dict built in join order.
+            Some(name) => self
+                .players
+                .iter()
+                .rev()
+                .find(|(_, p)| p.nick == name)
+                .map(|(c, _)| *c),
             None => {
+                // A random pick among the others, listed in join order.
                 let others: Vec<ConnId> = self
                     .players
                     .keys()
@@ -133,7 +139,14 @@ impl World {
         }
     }
 
+    /// `/nick [NAME]`. Where building needs a login, names are what the
+    /// identity service vouches for: the original refuses every `/nick`
+    /// there, even the question, so that nobody can pass for another.
     fn nick(&mut self, conn: ConnId, name: Option<&str>) {
+        if self.config.login.required_to_build {
+            self.send(conn, ServerMessage::Talk(NICK_REFUSED));
+            return;
+        }
         let Some(me) = self.players.get_mut(&conn) else {
             return;
         };

@@ -8,10 +8,19 @@
 //! front of newer edits and is retried with backoff until it commits:
 //! re-applying a batch is harmless, so an outcome the store could not
 //! report (a timeout after commit) costs nothing.
+//!
+//! The retry is a state machine of the game loop (`retry_at`), not a
+//! `backon` retry around the store call: the loop must keep serving players
+//! while the store is down, and each retry must carry the edits accepted
+//! since the last attempt (the batch is put back in front of them). A
+//! `backon::Retryable` owns its future and sleeps inside it, so it cannot
+//! do either; `backon` only supplies the delays.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tracing::{error, info, warn};
 use world_core::StoreError;
 use world_core::store::{ApplyReceipt, Batch};
@@ -19,8 +28,14 @@ use world_core::store::{ApplyReceipt, Batch};
 use super::{Event, World};
 use crate::config::Config;
 
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Pauses between flush attempts while the store fails: 100 ms doubling to
+/// 5 s, with jitter so that a fleet does not hammer a recovering store in
+/// step.
+const FLUSH_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_jitter()
+    .with_min_delay(Duration::from_millis(100))
+    .with_max_delay(Duration::from_secs(5))
+    .without_max_times();
 
 /// Flush bookkeeping.
 #[derive(Debug)]
@@ -33,7 +48,7 @@ pub struct Flusher {
     pub generation: u64,
     in_flight: Option<InFlight>,
     retry_at: Option<Instant>,
-    backoff: Duration,
+    backoff: ExponentialBackoff,
     /// Someone waits for the pending edits to be stored.
     urgent: bool,
     /// The last flush failed.
@@ -56,7 +71,7 @@ impl Flusher {
             generation: 1,
             in_flight: None,
             retry_at: None,
-            backoff: MIN_BACKOFF,
+            backoff: FLUSH_BACKOFF.build(),
             urgent: false,
             failing: false,
         }
@@ -74,6 +89,11 @@ impl Flusher {
             (Some(f), None) => Some(f.since),
             (None, p) => p,
         }
+    }
+
+    /// Edits held in memory: pending and being written.
+    pub fn unwritten(&self) -> usize {
+        self.pending.len() + self.in_flight.as_ref().map_or(0, |f| f.batch.len())
     }
 
     /// Nothing pending and nothing being written.
@@ -106,8 +126,34 @@ impl Flusher {
 }
 
 impl World {
+    /// Whether new edits must be refused: `limits.max_unwritten_edits`
+    /// edits are held in memory (a long store outage). Accepted edits are
+    /// never dropped, so the world turns read-only instead.
+    pub(crate) fn read_only(&self) -> bool {
+        self.flusher.unwritten() >= self.config.limits.max_unwritten_edits
+    }
+
+    /// Publishes how full the edit buffer is (`/readyz`, `/metrics`) and
+    /// logs when the world turns read-only or writable again.
+    pub(crate) fn note_fill(&mut self) {
+        let unwritten = self.flusher.unwritten();
+        self.metrics.pending_edits.set(unwritten as i64);
+        let full = self.read_only();
+        let was = self.health.edits_full.swap(full, Ordering::Relaxed);
+        if full && !was {
+            warn!(
+                unwritten,
+                limit = self.config.limits.max_unwritten_edits,
+                "the store has not taken edits for a while: the world is read-only until it does"
+            );
+        } else if was && !full {
+            info!(unwritten, "edits are accepted again");
+        }
+    }
+
     /// Records that edits were added to the pending batch.
     pub(crate) fn edited(&mut self) {
+        self.note_fill();
         self.flusher.touched();
         if self.config.commit_interval.is_zero()
             || self.flusher.pending.len() >= self.config.limits.max_pending_edits
@@ -185,7 +231,7 @@ impl World {
                 }
                 self.flusher.failing = false;
                 self.flusher.retry_at = None;
-                self.flusher.backoff = MIN_BACKOFF;
+                self.flusher.backoff = FLUSH_BACKOFF.build();
                 self.apply_receipt(generation, &batch, &receipt);
             }
             Err(StoreError::KeyExhausted { p, q }) => {
@@ -223,22 +269,24 @@ impl World {
             Err(e) => {
                 let kind = e.kind();
                 self.metrics.error("flush");
-                let backoff = self.flusher.backoff;
+                // The builder has no limit: the iterator never ends.
+                let retry_in = self
+                    .flusher
+                    .backoff
+                    .next()
+                    .unwrap_or(Duration::from_secs(5));
                 if !self.flusher.failing {
                     warn!(error = %e, kind, edits = batch.len(), "flush failed; keeping the edits and retrying");
                 } else {
-                    tracing::debug!(error = %e, retry_in = ?backoff, "flush failed again");
+                    tracing::debug!(error = %e, ?retry_in, "flush failed again");
                 }
                 self.flusher.failing = true;
-                // Jitter so that a fleet does not hammer a recovering store
-                // in step.
-                let jitter = rand::random_range(0.5..1.5);
-                self.flusher.retry_at = Some(Instant::now() + backoff.mul_f64(jitter));
-                self.flusher.backoff = (backoff * 2).min(MAX_BACKOFF);
+                self.flusher.retry_at = Some(Instant::now() + retry_in);
                 let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
                 self.requeue(batch, since);
             }
         }
+        self.note_fill();
         // Players waiting for keys get their answer now, stored or not.
         self.wake(|w| w == super::Wait::Flush);
     }

@@ -6,9 +6,13 @@
 //! on the store. Store work (chunk loads, flushes, multi-server sync, login
 //! checks) runs in spawned tasks that report back with an event.
 //!
-//! A player's commands run strictly in order: when one needs something not
-//! in memory yet (a chunk load, terrain, a flush, a login check), that
-//! player's later commands wait behind it while everyone else goes on.
+//! Events arrive in the order the connections read them (see
+//! [`connection`](crate::connection) for what that guarantees between
+//! clients). A player's commands run strictly in order: when one needs
+//! something not in memory yet (a chunk load, terrain, a flush, a login
+//! check), that player's later commands wait behind it while everyone else
+//! goes on. Whatever walks over the players (greetings, `/list`,
+//! broadcasts, wake-ups) goes in join order ([`Roster`]).
 
 mod chunks;
 mod flush;
@@ -17,6 +21,7 @@ mod sync;
 
 use std::collections::HashMap;
 
+use backon::{ExponentialBuilder, Retryable};
 use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,7 +38,7 @@ use world_core::terrain::ChunkTerrain;
 use world_core::{BlockStore, StoreError};
 
 pub use chunks::{BlockEntry, ChunkCache, ChunkSlot, ChunkState, Load};
-pub use players::{ConnId, Grid, IdPool, Player, Queued, Wait};
+pub use players::{ConnId, Grid, IdPool, Player, Queued, Roster, Wait};
 
 use crate::config::Config;
 use crate::login::LoginOutcome;
@@ -128,7 +133,7 @@ pub struct World {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) health: Arc<Health>,
     pub(crate) events: mpsc::Sender<Event>,
-    pub(crate) players: FxHashMap<ConnId, Player>,
+    pub(crate) players: Roster,
     pub(crate) by_id: FxHashMap<u32, ConnId>,
     pub(crate) ids: IdPool,
     pub(crate) grid: Grid,
@@ -164,6 +169,11 @@ pub(crate) enum Step {
 }
 
 const TICK: Duration = Duration::from_millis(250);
+/// Pauses between attempts of a failing chunk load: 50 ms doubling to 2 s.
+const CHUNK_LOAD_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(50))
+    .with_max_delay(Duration::from_secs(2))
+    .without_max_times();
 const PLAYER_SAVE_INTERVAL: Duration = Duration::from_secs(5);
 
 impl World {
@@ -175,6 +185,9 @@ impl World {
         health: Arc<Health>,
         events: mpsc::Sender<Event>,
     ) -> Self {
+        metrics
+            .pending_edits_limit
+            .set(i64::try_from(config.limits.max_unwritten_edits).unwrap_or(i64::MAX));
         let http = reqwest::Client::builder()
             .timeout(config.login.timeout)
             .build()
@@ -187,7 +200,7 @@ impl World {
             metrics,
             health,
             events,
-            players: FxHashMap::default(),
+            players: Roster::default(),
             by_id: FxHashMap::default(),
             ids: IdPool::default(),
             grid: Grid::default(),
@@ -248,8 +261,7 @@ impl World {
                 break;
             }
         }
-        let unwritten =
-            self.flusher.pending.len() + self.flusher.in_flight().map_or(0, |(_, b)| b.len());
+        let unwritten = self.flusher.unwritten();
         self.finish().await;
         unwritten
     }
@@ -515,18 +527,14 @@ impl World {
         let give_up = self.config.limits.load_timeout;
         tokio::spawn(async move {
             let started = Instant::now();
-            let mut delay = Duration::from_millis(50);
-            let result = loop {
-                match store.load_chunk(chunk, 0).await {
-                    Ok(data) => break Ok(data),
-                    Err(e) if e.is_retryable() && started.elapsed() + delay < give_up => {
-                        debug!(%chunk, error = %e, "chunk load failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(2));
-                    }
-                    Err(e) => break Err(e),
-                }
-            };
+            // Retry while the store says it may help and `load_timeout` has
+            // not passed (calls count too, not only the pauses).
+            let result = (|| store.load_chunk(chunk, 0))
+                .retry(CHUNK_LOAD_BACKOFF.with_total_delay(Some(give_up)))
+                .sleep(tokio::time::sleep)
+                .when(|e| e.is_retryable() && started.elapsed() < give_up)
+                .notify(|e, _| debug!(%chunk, error = %e, "chunk load failed; retrying"))
+                .await;
             let _ = events.send(Event::ChunkLoaded { chunk, result }).await;
         });
     }
@@ -595,8 +603,7 @@ impl World {
             .players
             .store(self.players.len(), Ordering::Relaxed);
         self.metrics.cached_chunks.set(self.chunks.loaded() as i64);
-        let pending =
-            self.flusher.pending.len() + self.flusher.in_flight().map_or(0, |(_, b)| b.len());
+        let pending = self.flusher.unwritten();
         self.metrics.pending_edits.set(pending as i64);
         let oldest = self.flusher.oldest().map_or(0, |t| t.elapsed().as_millis());
         self.metrics
@@ -628,8 +635,7 @@ impl World {
         };
         let elapsed = started.elapsed();
         if elapsed >= self.config.shutdown.timeout {
-            let lost =
-                self.flusher.pending.len() + self.flusher.in_flight().map_or(0, |(_, b)| b.len());
+            let lost = self.flusher.unwritten();
             tracing::error!(
                 unwritten = lost,
                 "shutdown timeout reached before every edit was stored"

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use indexmap::IndexMap;
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 use world_core::coords::{ChunkPos, chunk_of_f32};
 use world_core::protocol::{ClientCommand, Position};
 
@@ -83,6 +84,90 @@ impl Player {
     /// Whether this player is shown `other` (by id).
     pub fn sees(&self, other: u32) -> bool {
         self.visible.as_ref().is_none_or(|v| v.contains(&other))
+    }
+}
+
+/// The connected players in join order, like the original's list of
+/// clients: every walk over them (greetings, `/list`, broadcasts, who is
+/// woken first) goes the same way for the same history, never in hash
+/// order. Connection ids only grow, so join order is id order.
+///
+/// Lookups hash (as a hash map's do); walks go over a dense array, which is
+/// faster than a hash map's. Leaving shifts the later players down, linear
+/// in the players (a memmove and index fixes): rare next to lookups and
+/// walks.
+#[derive(Debug, Default)]
+pub struct Roster {
+    map: IndexMap<ConnId, Player, FxBuildHasher>,
+}
+
+impl Roster {
+    /// The player of `conn`.
+    pub fn get(&self, conn: &ConnId) -> Option<&Player> {
+        self.map.get(conn)
+    }
+
+    /// The player of `conn`, mutably.
+    pub fn get_mut(&mut self, conn: &ConnId) -> Option<&mut Player> {
+        self.map.get_mut(conn)
+    }
+
+    /// Whether `conn` is a player.
+    pub fn contains_key(&self, conn: &ConnId) -> bool {
+        self.map.contains_key(conn)
+    }
+
+    /// Adds a player who just joined (after everyone there).
+    pub fn insert(&mut self, conn: ConnId, player: Player) {
+        debug_assert!(
+            self.map.last().is_none_or(|(last, _)| *last < conn),
+            "connection ids grow"
+        );
+        self.map.insert(conn, player);
+    }
+
+    /// Removes a player, keeping the others' order.
+    pub fn remove(&mut self, conn: &ConnId) -> Option<Player> {
+        self.map.shift_remove(conn)
+    }
+
+    /// Players connected.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Nobody is connected.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Players with their connections, in join order.
+    pub fn iter(&self) -> indexmap::map::Iter<'_, ConnId, Player> {
+        self.map.iter()
+    }
+
+    /// Connections, in join order.
+    pub fn keys(&self) -> indexmap::map::Keys<'_, ConnId, Player> {
+        self.map.keys()
+    }
+
+    /// Players, in join order.
+    pub fn values(&self) -> indexmap::map::Values<'_, ConnId, Player> {
+        self.map.values()
+    }
+
+    /// Players, mutably, in join order.
+    pub fn values_mut(&mut self) -> indexmap::map::ValuesMut<'_, ConnId, Player> {
+        self.map.values_mut()
+    }
+}
+
+impl<'a> IntoIterator for &'a Roster {
+    type Item = (&'a ConnId, &'a Player);
+    type IntoIter = indexmap::map::Iter<'a, ConnId, Player>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.map.iter()
     }
 }
 

@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use craft_server::config::Switch;
 use craft_server::config::{Config, StoreUrl};
-use craft_server::lifecycle::Switch;
+use craft_server::metrics::Clock;
 use craft_server::server::{self, Shared};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -51,6 +52,9 @@ pub struct TestServer {
     /// The admin listener, when the config set `admin_listen` (port 0 is
     /// fine).
     pub admin: Option<SocketAddr>,
+    /// The clock its health (stall detection, the Agones empty timer)
+    /// measures with: it stands still until the test advances it.
+    pub clock: Clock,
     stop: Option<oneshot::Sender<()>>,
     done: Option<oneshot::Receiver<()>>,
 }
@@ -67,9 +71,12 @@ impl TestServer {
         // the tests run on an EC2 instance.
         config.agones.enabled = Switch::Off;
         config.imds.enabled = Switch::Off;
+        // Every test client comes from 127.0.0.1.
+        config.limits.max_connections_per_ip = 0;
         configure(&mut config);
         config.validate().expect("test config is valid");
-        let shared = Shared::new(&config);
+        let clock = Clock::manual();
+        let shared = Shared::with_clock(&config, clock.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let (done_tx, done) = oneshot::channel::<()>();
         let (addr_tx, addr_rx) = oneshot::channel::<(SocketAddr, Option<SocketAddr>)>();
@@ -118,6 +125,7 @@ impl TestServer {
             store,
             shared,
             admin,
+            clock,
             stop: Some(stop),
             done: Some(done),
         }
@@ -161,6 +169,23 @@ impl TestServer {
         http_get(&format!("http://{addr}{path}")).await
     }
 
+    /// Polls an admin path until `pred(status, body)` holds; returns the
+    /// body (panics after 10 s).
+    pub async fn admin_until(&self, path: &str, pred: impl Fn(u16, &str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, _, body) = self.admin_get(path).await;
+            if pred(status, &body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} never matched; last {status}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Connects a client.
     pub async fn connect(&self) -> Client {
         Client::connect(self.addr).await
@@ -197,6 +222,20 @@ impl Client {
     /// Connects to `addr`.
     pub async fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).await.expect("connect");
+        Self::over(stream)
+    }
+
+    /// Connects to `addr` from the loopback address `from` (any of
+    /// 127.0.0.0/8 on Linux), as another machine would.
+    pub async fn connect_from(addr: SocketAddr, from: std::net::Ipv4Addr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from((from, 0)))
+            .expect("bind the client address");
+        Self::over(socket.connect(addr).await.expect("connect"))
+    }
+
+    fn over(stream: TcpStream) -> Self {
         stream.set_nodelay(true).expect("nodelay");
         let (r, w) = stream.into_split();
         Self {

@@ -25,15 +25,27 @@ struct Peer {
     writer: Option<OwnedWriteHalf>,
     lines: Arc<Mutex<Vec<String>>>,
     reader: JoinHandle<()>,
+    /// Sync lines sent so far.
+    syncs: usize,
 }
 
-/// Pause between two sends from different clients. Lines of different
-/// clients sent within microseconds of each other have no order a server
-/// can observe (the original's thread-per-client design had the same race);
-/// a millisecond models clients on a network.
-const CLIENT_SWITCH: Duration = Duration::from_millis(1);
+/// Sent to learn that the server has handled everything a client sent
+/// before: a private message to a nick nobody has, answered to the sender
+/// alone and changing nothing. Its answer is left out of what the client
+/// received.
+const SYNC: &str = "T,@~sync~";
+const SYNC_ANSWER: &str = "T,Unrecognized nick: \"~sync~\"";
+/// The longest a sync or a close may take.
+const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Runs a scenario against `addr`; returns what each client received.
+///
+/// Nothing waits for a fixed time. Lines of different clients are handled
+/// in the order the server reads them, so before another client sends, the
+/// previous sender is synced (the server has handled all it sent). A
+/// `wait` step, and the end of the scenario, settle every client: everyone
+/// syncs twice, the first round to have every line handled, the second so
+/// that everything those lines sent to anyone has arrived.
 pub async fn replay(scenario: &Path, addr: SocketAddr) -> BTreeMap<String, Vec<String>> {
     let text = std::fs::read_to_string(scenario).expect("scenario readable");
     let mut peers: BTreeMap<String, Peer> = BTreeMap::new();
@@ -70,18 +82,21 @@ pub async fn replay(scenario: &Path, addr: SocketAddr) -> BTreeMap<String, Vec<S
                         writer: Some(w),
                         lines,
                         reader,
+                        syncs: 0,
                     },
                 );
             }
             "send" => {
                 let (who, payload) = rest.split_once(' ').expect("send WHO LINE");
-                switch_to(&mut last_sender, who).await;
+                switch_to(&mut peers, &mut last_sender, who).await;
                 send(&mut peers, who, payload).await;
             }
             "sendk" => {
                 let mut parts = rest.split(' ');
                 let who = parts.next().expect("who");
-                switch_to(&mut last_sender, who).await;
+                switch_to(&mut peers, &mut last_sender, who).await;
+                // The answers to what it sent before carry the key.
+                sync(&mut peers, who).await;
                 let p = parts.next().expect("p");
                 let q = parts.next().expect("q");
                 let prefix = format!("K,{p},{q},");
@@ -96,36 +111,96 @@ pub async fn replay(scenario: &Path, addr: SocketAddr) -> BTreeMap<String, Vec<S
                 send(&mut peers, who, &format!("C,{p},{q},{key}")).await;
             }
             "wait" => {
-                let ms: u64 = rest.parse().expect("wait MS");
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let _: u64 = rest.parse().expect("wait MS");
+                settle(&mut peers).await;
             }
             "close" => {
                 if let Some(peer) = peers.get_mut(rest) {
                     peer.writer = None;
-                    // Give the server a moment, then stop reading.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    peer.reader.abort();
+                    // The server queues the disconnection before it closes
+                    // the socket: the reader's end means it is in line.
+                    tokio::time::timeout(DEADLINE, &mut peer.reader)
+                        .await
+                        .unwrap_or_else(|_| panic!("the server never closed {rest}"))
+                        .expect("reader");
+                }
+                if last_sender == rest {
+                    last_sender.clear();
                 }
             }
             other => panic!("unknown scenario step {other:?}"),
         }
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    settle(&mut peers).await;
     peers
         .into_iter()
         .map(|(name, peer)| {
             peer.reader.abort();
-            let lines = peer.lines.lock().expect("lock").clone();
+            let lines = peer
+                .lines
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|l| *l != SYNC_ANSWER)
+                .cloned()
+                .collect();
             (name, lines)
         })
         .collect()
 }
 
-async fn switch_to(last: &mut String, who: &str) {
-    if !last.is_empty() && last != who {
-        tokio::time::sleep(CLIENT_SWITCH).await;
+/// Before `who` sends, the previous sender's lines are all handled.
+async fn switch_to(peers: &mut BTreeMap<String, Peer>, last: &mut String, who: &str) {
+    if !last.is_empty() && last != who && peers.contains_key(last.as_str()) {
+        let previous = last.clone();
+        sync(peers, &previous).await;
     }
     who.clone_into(last);
+}
+
+/// Waits until the server has handled everything `who` sent so far.
+async fn sync(peers: &mut BTreeMap<String, Peer>, who: &str) {
+    let Some(peer) = peers.get_mut(who) else {
+        return;
+    };
+    if peer.writer.is_none() {
+        return;
+    }
+    peer.syncs += 1;
+    let want = peer.syncs;
+    send(peers, who, SYNC).await;
+    let lines = peers[who].lines.clone();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while lines
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|l| *l == SYNC_ANSWER)
+        .count()
+        < want
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{who} was never answered: {:?}",
+            lines.lock().expect("lock")
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Every open client synced, twice: all lines handled, all their effects
+/// delivered.
+async fn settle(peers: &mut BTreeMap<String, Peer>) {
+    let open: Vec<String> = peers
+        .iter()
+        .filter(|(_, p)| p.writer.is_some())
+        .map(|(name, _)| name.clone())
+        .collect();
+    for _ in 0..2 {
+        for who in &open {
+            sync(peers, who).await;
+        }
+    }
 }
 
 async fn send(peers: &mut BTreeMap<String, Peer>, who: &str, line: &str) {

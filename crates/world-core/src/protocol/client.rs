@@ -24,8 +24,9 @@ pub struct Position {
     pub ry: f32,
 }
 
-/// A parsed client line.
-#[derive(Clone, Debug, PartialEq)]
+/// A parsed client line. `Debug` never shows a login token (`Display`
+/// is the line itself, token included: it is what goes on the wire).
+#[derive(Clone, PartialEq)]
 pub enum ClientCommand {
     /// `V,VERSION`.
     Version(i32),
@@ -290,6 +291,43 @@ fn float(command: char, field: &'static str, value: &str) -> Result<f32, ParseEr
     }
 }
 
+impl fmt::Debug for ClientCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Version(v) => f.debug_tuple("Version").field(v).finish(),
+            Self::Login { username, token } => f
+                .debug_struct("Login")
+                .field("username", username)
+                .field("token", &if token.is_empty() { "" } else { "***" })
+                .finish(),
+            Self::Chunk { p, q, key } => f
+                .debug_struct("Chunk")
+                .field("p", p)
+                .field("q", q)
+                .field("key", key)
+                .finish(),
+            Self::Block { pos, w } => f
+                .debug_struct("Block")
+                .field("pos", pos)
+                .field("w", w)
+                .finish(),
+            Self::Light { pos, w } => f
+                .debug_struct("Light")
+                .field("pos", pos)
+                .field("w", w)
+                .finish(),
+            Self::Sign { pos, face, text } => f
+                .debug_struct("Sign")
+                .field("pos", pos)
+                .field("face", face)
+                .field("text", text)
+                .finish(),
+            Self::Position(p) => f.debug_tuple("Position").field(p).finish(),
+            Self::Talk(text) => f.debug_tuple("Talk").field(text).finish(),
+        }
+    }
+}
+
 impl fmt::Display for ClientCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -525,5 +563,23 @@ mod tests {
         ] {
             assert_eq!(parse(line).map(|c| c.to_string()), Ok(line.to_owned()));
         }
+    }
+
+    #[test]
+    fn debug_hides_the_login_token() {
+        let login = parse("A,alice,s3cret-token").expect("parses");
+        let shown = format!("{login:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(shown, r#"Login { username: "alice", token: "***" }"#);
+        assert_eq!(
+            format!("{:?}", parse("A,,").expect("parses")),
+            r#"Login { username: "", token: "" }"#
+        );
+        assert_eq!(
+            format!("{:?}", parse("T,hi").expect("parses")),
+            r#"Talk("hi")"#
+        );
+        // The line itself still carries it (bots send it).
+        assert_eq!(login.to_string(), "A,alice,s3cret-token");
     }
 }

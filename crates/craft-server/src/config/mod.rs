@@ -4,13 +4,21 @@
 //! configuration: `craft-server` alone serves `sqlite:craft.db` on
 //! `0.0.0.0:4080`. See `craft-server.example.toml` for a commented file.
 
-use std::fmt;
+pub mod memory;
+mod orchestrator;
+mod store_url;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use world_core::protocol::Position;
+
+pub use orchestrator::{
+    AgonesConfig, DEFAULT_HTTP_PORT, GRPC_PORT_ENV, HTTP_PORT_ENV, ImdsConfig, PlayerCount, Switch,
+};
+pub use store_url::StoreUrl;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -34,71 +42,6 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: {0}")]
     Invalid(String),
-}
-
-/// A store URL. `Debug` and `Display` hide passwords and secrets.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct StoreUrl(pub String);
-
-impl StoreUrl {
-    /// The URL as given (secrets included): only for opening the store.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The scheme (`sqlite`, `postgres`, ...), lower case.
-    pub fn scheme(&self) -> String {
-        self.0
-            .split_once(':')
-            .map(|(s, _)| s.to_ascii_lowercase())
-            .unwrap_or_default()
-    }
-
-    /// The URL with any password and secret-looking query values replaced.
-    pub fn redacted(&self) -> String {
-        let Ok(mut url) = url::Url::parse(&self.0) else {
-            // Not a URL with an authority (e.g. `sqlite:craft.db`): no secrets.
-            return self.0.clone();
-        };
-        if url.password().is_some() {
-            let _ = url.set_password(Some("***"));
-        }
-        let secret = |k: &str| {
-            let k = k.to_ascii_lowercase();
-            ["password", "secret", "token", "key"]
-                .iter()
-                .any(|s| k.contains(s))
-                && !k.ends_with("_arn")
-        };
-        if url.query_pairs().any(|(k, _)| secret(&k)) {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if secret(&k) {
-                        "***".to_owned()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            url.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-        url.to_string()
-    }
-}
-
-impl fmt::Debug for StoreUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StoreUrl({})", self.redacted())
-    }
-}
-
-impl fmt::Display for StoreUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
 }
 
 /// Where players appear (and `/spawn` takes them).
@@ -196,7 +139,8 @@ pub struct LoginConfig {
     /// How long to wait for the identity service.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Only logged-in players may build (edit blocks, lights, signs).
+    /// Only logged-in players may build (edit blocks, lights, signs), and
+    /// nobody may change their nick.
     pub required_to_build: bool,
     /// Told to guests after `A`. The original pointed at a site that no
     /// longer exists.
@@ -253,13 +197,21 @@ pub struct Limits {
     /// chunks at once).
     pub line_burst: u32,
     /// Bytes queued for a client that does not read; past this the client
-    /// is disconnected so that it cannot slow anyone else.
-    pub max_outbound_bytes: usize,
+    /// is disconnected so that it cannot slow anyone else. Unset: derived
+    /// at start from the container's memory limit and `max_players` (see
+    /// [`memory`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_outbound_bytes: Option<usize>,
     /// Chunks kept in memory (least recently used beyond this are evicted
     /// once their edits are stored).
     pub cache_chunks: usize,
     /// Edits buffered before a flush starts early, whatever the interval.
     pub max_pending_edits: usize,
+    /// Most edits held in memory (pending and being written) while the
+    /// store does not take them; at this many, new edits are refused and
+    /// the world is read-only until the store is back (accepted edits are
+    /// never dropped).
+    pub max_unwritten_edits: usize,
     /// Commands of one player waiting behind a slow chunk load before the
     /// player is disconnected.
     pub max_backlog: usize,
@@ -267,6 +219,22 @@ pub struct Limits {
     /// request is answered from what the server has.
     #[serde(with = "humantime_serde")]
     pub load_timeout: Duration,
+    /// Connections accepted beyond `max_players` (they are told the server
+    /// is full by the game loop, and leaving players' sockets take a moment
+    /// to close); more are closed as soon as they are accepted.
+    pub connection_margin: usize,
+    /// Connections at once from one IP address; 0: no limit. Players behind
+    /// one NAT share an address, so keep it generous.
+    pub max_connections_per_ip: usize,
+}
+
+impl Limits {
+    /// `max_outbound_bytes`, or the default derived for a container with
+    /// `memory_limit` bytes and `max_players`.
+    pub fn outbound_bytes(&self, memory_limit: Option<u64>, max_players: usize) -> usize {
+        self.max_outbound_bytes
+            .unwrap_or_else(|| memory::derived_outbound_bytes(memory_limit, max_players))
+    }
 }
 
 impl Default for Limits {
@@ -274,11 +242,14 @@ impl Default for Limits {
         Self {
             lines_per_second: 500,
             line_burst: 2000,
-            max_outbound_bytes: 8 << 20,
+            max_outbound_bytes: None,
             cache_chunks: 16_384,
             max_pending_edits: 100_000,
+            max_unwritten_edits: 1_000_000,
             max_backlog: 20_000,
             load_timeout: Duration::from_secs(10),
+            connection_margin: 64,
+            max_connections_per_ip: 128,
         }
     }
 }
@@ -323,7 +294,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the world is kept (see the README for every scheme).
     pub store: StoreUrl,
-    /// Players at once; more are told the server is full.
+    /// Players at once; more are told the server is full (see also
+    /// `limits.connection_margin`).
     pub max_players: usize,
     /// The longest an accepted edit waits in memory before it is written
     /// (edits are batched); 0 writes every edit through at once.
@@ -356,9 +328,9 @@ pub struct Config {
     /// Interest management on busy servers.
     pub interest: Interest,
     /// Agones SDK integration.
-    pub agones: crate::agones::AgonesConfig,
+    pub agones: AgonesConfig,
     /// Spot interruption notices from the EC2 metadata service.
-    pub imds: crate::imds::ImdsConfig,
+    pub imds: ImdsConfig,
 }
 
 impl Default for Config {
@@ -381,8 +353,8 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             limits: Limits::default(),
             interest: Interest::default(),
-            agones: crate::agones::AgonesConfig::default(),
-            imds: crate::imds::ImdsConfig::default(),
+            agones: AgonesConfig::default(),
+            imds: ImdsConfig::default(),
         }
     }
 }
@@ -437,8 +409,16 @@ impl Config {
                 "limits.lines_per_second and limits.line_burst must be positive".into(),
             );
         }
-        if self.limits.max_outbound_bytes < 64 << 10 {
+        if self.limits.max_outbound_bytes.is_some_and(|b| b < 64 << 10) {
             return invalid("limits.max_outbound_bytes must be at least 64 KiB".into());
+        }
+        if self.limits.max_pending_edits == 0
+            || self.limits.max_unwritten_edits < self.limits.max_pending_edits
+        {
+            return invalid(
+                "limits.max_pending_edits must be positive and at most limits.max_unwritten_edits"
+                    .into(),
+            );
         }
         if self.interest.max_visible == 0 || self.interest.max_visible > 127 {
             return invalid(
@@ -488,7 +468,7 @@ mod tests {
 
     #[test]
     fn example_file_parses() {
-        let text = include_str!("../../../craft-server.example.toml");
+        let text = include_str!("../../../../craft-server.example.toml");
         let c = Config::from_toml(text).expect("example parses");
         c.validate().expect("example is valid");
     }
@@ -497,24 +477,6 @@ mod tests {
     fn unknown_fields_are_refused_with_their_name() {
         let err = Config::from_toml("listne = \"0.0.0.0:1\"").expect_err("typo");
         assert!(err.to_string().contains("listne"), "{err}");
-    }
-
-    #[test]
-    fn store_url_hides_secrets() {
-        let url = StoreUrl("postgres://craft:hunter2@db:5432/world?sslmode=require".into());
-        assert!(!format!("{url:?}").contains("hunter2"));
-        assert!(!url.to_string().contains("hunter2"));
-        let url = StoreUrl("dataapi://world?resource_arn=arn:aws:rds:x&secret_arn=arn:aws:secretsmanager:y&token=abc".into());
-        assert!(
-            url.to_string().contains("secret_arn=arn"),
-            "ARNs are not secrets: {url}"
-        );
-        assert!(!url.to_string().contains("abc"));
-        assert_eq!(
-            StoreUrl("sqlite:craft.db".into()).to_string(),
-            "sqlite:craft.db"
-        );
-        assert_eq!(StoreUrl("Postgres://x".into()).scheme(), "postgres");
     }
 
     #[test]

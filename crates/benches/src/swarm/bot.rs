@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant as TokioInstant;
 use world_core::coords::{BlockPos, CHUNK_SIZE, ChunkPos};
 
+use super::order::EditOrder;
 use super::phase::Phase;
 use super::state::{CHAT_RING, CLEANUP, Counters, Ctx};
 use crate::layout::SplitMix64;
@@ -28,8 +29,9 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// Connects bot `id` at its slot of the ramp and plays until the run is
 /// done or the connection drops; keeps the run's join tallies right either
-/// way.
-pub(super) async fn run_bot(ctx: Arc<Ctx>, id: u32) {
+/// way. Returns the bot and the order in which it received edits (`None`:
+/// it received none).
+pub(super) async fn run_bot(ctx: Arc<Ctx>, id: u32) -> (u32, Option<EditOrder>) {
     let cfg = &ctx.cfg;
     let slot = if cfg.bots > 1 {
         cfg.ramp.mul_f64(f64::from(id) / f64::from(cfg.bots))
@@ -45,12 +47,12 @@ pub(super) async fn run_bot(ctx: Arc<Ctx>, id: u32) {
                 tracing::debug!(bot = id, error = %e, "connect failed");
                 c.connect_failures.fetch_add(1, Ordering::Relaxed);
                 c.join_settled.fetch_add(1, Ordering::Release);
-                return;
+                return (id, None);
             }
             Err(_) => {
                 c.connect_failures.fetch_add(1, Ordering::Relaxed);
                 c.join_settled.fetch_add(1, Ordering::Release);
-                return;
+                return (id, None);
             }
         };
     let _ = stream.set_nodelay(true);
@@ -71,6 +73,7 @@ pub(super) async fn run_bot(ctx: Arc<Ctx>, id: u32) {
         // The orchestrator stops waiting for it.
         c.join_settled.fetch_add(1, Ordering::Release);
     }
+    (id, bot.order)
 }
 
 /// A `B` line waiting to learn whether an `R` follows (live edit) or not
@@ -128,6 +131,8 @@ struct Bot {
     join_left: usize,
     keys: Vec<(ChunkPos, i64)>,
     held: Option<HeldBlock>,
+    /// Per author, the newest edit received (from the first one on).
+    order: Option<EditOrder>,
     edits: u64,
     chats: u64,
     // Local tallies, added to the shared counters once per read.
@@ -150,6 +155,7 @@ impl Bot {
             join_left: 1,
             keys: Vec::new(),
             held: None,
+            order: None,
             edits: 0,
             chats: 0,
             delivered: 0,
@@ -349,13 +355,23 @@ impl Bot {
         }
         let sent = (entry >> 8) - 1;
         let w = (entry & 0xff) as i32;
-        if w != held.w || sent > held.at_ns {
+        // The number was written before the send time we just read: it is
+        // this edit's, unless the author reused the slot meanwhile.
+        let n = ctx.edit_seq[slot].load(Ordering::Relaxed);
+        let edit = ctx.layout.edit(marker.bot, n);
+        if w != held.w || sent > held.at_ns || edit.pos != held.pos || edit.w != held.w {
             // The author has moved on to a later edit with the same slot.
             c.edits_stale.fetch_add(1, Ordering::Relaxed);
             return;
         }
         ctx.edit_latency.record_ns(held.at_ns - sent);
         self.delivered += 1;
+        if self.order.is_none() {
+            self.order = ctx.senders(self.id).map(EditOrder::new);
+        }
+        if let Some(order) = &mut self.order {
+            order.receive(&ctx.layout, marker.bot, n);
+        }
     }
 
     fn on_chunk_done(&mut self, ctx: &Ctx, chunk: ChunkPos, at: u64) {
@@ -437,11 +453,14 @@ impl Bot {
     }
 
     fn push_edit(&mut self, ctx: &Ctx) {
-        let edit = ctx.layout.edit(self.id, self.edits);
+        let n = self.edits;
+        let edit = ctx.layout.edit(self.id, n);
         self.edits += 1;
         let slot = self.id as usize * ctx.layout.ring_len() + edit.ring;
         let sent = ctx.now_ns();
+        ctx.edit_seq[slot].store(n, Ordering::Relaxed);
         ctx.edit_sent[slot].store(((sent + 1) << 8) | edit.w as u64, Ordering::Release);
+        ctx.edits_made[self.id as usize].store(self.edits, Ordering::Relaxed);
         let c = &ctx.counters;
         c.edits_sent.fetch_add(1, Ordering::Relaxed);
         if let Some(expect) = ctx.expect.get() {

@@ -49,6 +49,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
@@ -59,6 +60,7 @@ use crate::layout::{Layout, Spread};
 use crate::procfs::{Process, Sample};
 
 mod bot;
+mod order;
 mod phase;
 mod report;
 mod state;
@@ -67,6 +69,7 @@ pub use report::{
     ChunkReport, DeliveryReport, GeneratorReport, LinesReport, ServerReport, SwarmReport,
 };
 
+use order::EditOrder;
 use phase::Phase;
 use report::{Measured, ServerSamples};
 use state::{Counters, Ctx, Expectation, Snapshot};
@@ -114,6 +117,8 @@ pub struct SwarmConfig {
     pub edit_radius: u32,
     /// The server's process, for CPU and memory (same machine only).
     pub server_pid: Option<u32>,
+    /// The store of a server started for the run (reported only).
+    pub server_store: Option<String>,
     /// Runtime worker threads (reported only).
     pub threads: usize,
 }
@@ -164,7 +169,8 @@ pub async fn run(cfg: SwarmConfig) -> Result<SwarmReport, SwarmError> {
     ctx.phase.set(Phase::Drain);
     tokio::time::sleep(ctx.cfg.drain).await;
     ctx.phase.set(Phase::Done);
-    stop(&mut tasks).await;
+    let orders = stop(&mut tasks).await;
+    tally_order(&ctx, orders);
 
     let server = match (server.process, before, window.server_end) {
         (Some(process), Some(before), Some(end)) => Some(ServerSamples {
@@ -223,7 +229,7 @@ impl ServerWatch {
 /// up (or `join_timeout` passed); returns how long that took, seconds.
 async fn join(
     ctx: &Arc<Ctx>,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut JoinSet<BotEnd>,
     server: &mut ServerWatch,
 ) -> Result<f64, SwarmError> {
     let cfg = &ctx.cfg;
@@ -235,8 +241,7 @@ async fn join(
     let c = &ctx.counters;
     let deadline = started + cfg.ramp + cfg.join_timeout;
     let mut last_log = Instant::now();
-    while c.join_settled.load(std::sync::atomic::Ordering::Acquire) < u64::from(cfg.bots)
-        && Instant::now() < deadline
+    while c.join_settled.load(Ordering::Acquire) < u64::from(cfg.bots) && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
         server.sample();
@@ -251,7 +256,7 @@ async fn join(
         }
     }
     let join_s = started.elapsed().as_secs_f64();
-    let joined = c.joined.load(std::sync::atomic::Ordering::Acquire);
+    let joined = c.joined.load(Ordering::Acquire);
     if joined == 0 {
         ctx.phase.set(Phase::Done);
         while tasks.join_next().await.is_some() {}
@@ -272,7 +277,7 @@ async fn join(
 /// everyone.
 fn expect(ctx: &Ctx) -> (u64, bool) {
     let cfg = &ctx.cfg;
-    let alive = |b: u32| ctx.alive[b as usize].load(std::sync::atomic::Ordering::Acquire);
+    let alive = |b: u32| ctx.alive[b as usize].load(Ordering::Acquire);
     let members: Vec<bool> = (0..cfg.bots).map(alive).collect();
     let players = members.iter().filter(|m| **m).count() as u64;
     let everyone = (players as usize <= cfg.broadcast_all_up_to).then(|| players - 1);
@@ -354,14 +359,23 @@ async fn active(ctx: &Ctx, players: u64, server: &mut ServerWatch) -> Window {
     }
 }
 
+/// What a bot task leaves: the bot, and the order in which it received
+/// edits.
+type BotEnd = (u32, Option<EditOrder>);
+
 /// Waits for the bots to hang up after [`Phase::Done`]; aborts those that
-/// take too long.
-async fn stop(tasks: &mut JoinSet<()>) {
+/// take too long (their receipts are left out of the order check).
+async fn stop(tasks: &mut JoinSet<BotEnd>) -> Vec<BotEnd> {
+    let mut ends = Vec::with_capacity(tasks.len());
     let deadline = tokio::time::sleep(Duration::from_secs(10));
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            next = tasks.join_next() => if next.is_none() { break },
+            next = tasks.join_next() => match next {
+                Some(Ok(end)) => ends.push(end),
+                Some(Err(e)) => warn!(error = %e, "a bot task failed"),
+                None => break,
+            },
             _ = &mut deadline => {
                 warn!(left = tasks.len(), "bots did not stop in time; aborting them");
                 tasks.abort_all();
@@ -369,5 +383,28 @@ async fn stop(tasks: &mut JoinSet<()>) {
                 break;
             }
         }
+    }
+    ends
+}
+
+/// Checks, for every player, that it received each author's edits in order
+/// and all of them; adds the out-of-order and missing edits to the
+/// counters. Runs once every bot stopped, so the authors' edit counts are
+/// final.
+fn tally_order(ctx: &Ctx, ends: Vec<BotEnd>) {
+    let made = |bot: u32| Counters::get(&ctx.edits_made[bot as usize]);
+    let c = &ctx.counters;
+    for (bot, order) in ends {
+        if !ctx.is_member(bot) {
+            continue;
+        }
+        // A player that received nothing missed everything.
+        let Some(order) = order.or_else(|| ctx.senders(bot).map(EditOrder::new)) else {
+            continue;
+        };
+        let tally = order.finish(&ctx.layout, bot, made);
+        c.edits_out_of_order
+            .fetch_add(tally.out_of_order, Ordering::Relaxed);
+        c.edits_missing.fetch_add(tally.missing, Ordering::Relaxed);
     }
 }

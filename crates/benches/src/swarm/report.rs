@@ -48,6 +48,8 @@ impl SwarmReport {
         let c = &ctx.counters;
         let get = Counters::get;
         let players = m.players;
+        let (start, end) = m.counts;
+        let lines_in_active = end.lines_in - start.lines_in;
         let server = m.server.map(|s| {
             let per = |kib: u64| {
                 if players == 0 {
@@ -57,6 +59,9 @@ impl SwarmReport {
                 }
             };
             let joined_kib = s.joined.map_or(0, |j| j.rss_kib);
+            let cpu_s = s
+                .start
+                .map_or(0.0, |start| s.process.cpu_seconds(&start, &s.end));
             ServerReport {
                 process: ProcessReport {
                     pid: cfg.server_pid,
@@ -73,6 +78,12 @@ impl SwarmReport {
                 },
                 kib_per_player_joined: per(joined_kib),
                 kib_per_player_active: per(s.end.rss_kib),
+                cpu_s_active: cpu_s,
+                cpu_ns_per_line: if lines_in_active == 0 {
+                    0.0
+                } else {
+                    cpu_s * 1e9 / lines_in_active as f64
+                },
             }
         });
         let (me, me_start, me_end) = m.me;
@@ -103,10 +114,10 @@ impl SwarmReport {
         let chats_expected = get(&c.chats_expected);
         let chats_delivered = get(&c.chats_delivered);
         let per_s = |n: u64| n as f64 / m.active_s.max(1e-9);
-        let (start, end) = m.counts;
         SwarmReport {
             kind: "swarm".to_owned(),
             addr: cfg.addr.to_string(),
+            server_store: cfg.server_store.clone(),
             bots: cfg.bots,
             chunks: format!("{}x{}", cfg.width, cfg.height),
             spread: cfg.spread,
@@ -131,6 +142,8 @@ impl SwarmReport {
                 refused: get(&c.edits_refused),
                 unmatched: get(&c.edits_unmatched),
                 stale: get(&c.edits_stale),
+                out_of_order: get(&c.edits_out_of_order),
+                missing: get(&c.edits_missing),
                 latency: ctx.edit_latency.summary(),
             },
             chat: DeliveryReport {
@@ -141,6 +154,8 @@ impl SwarmReport {
                 refused: 0,
                 unmatched: 0,
                 stale: 0,
+                out_of_order: 0,
+                missing: 0,
                 latency: ctx.chat_latency.summary(),
             },
             chunk_answers_join: ChunkReport {
@@ -153,7 +168,8 @@ impl SwarmReport {
             },
             lines: LinesReport {
                 out_per_s: per_s(end.lines_out - start.lines_out),
-                in_per_s: per_s(end.lines_in - start.lines_in),
+                in_per_s: per_s(lines_in_active),
+                in_active: lines_in_active,
                 in_bytes_per_s: per_s(end.bytes_in - start.bytes_in),
                 out_total: get(&c.lines_out),
                 in_total: get(&c.lines_in),
@@ -182,6 +198,14 @@ pub struct DeliveryReport {
     pub unmatched: u64,
     /// `B` lines whose slot had been reused by a later edit.
     pub stale: u64,
+    /// Edits received after a newer edit of the same author (each receiver
+    /// checks the order of every author's edits; edits only).
+    #[serde(default)]
+    pub out_of_order: u64,
+    /// Edits made but never received by a player who should have got
+    /// them, per receiver and author (edits only).
+    #[serde(default)]
+    pub missing: u64,
     /// Send to receipt, over every receipt.
     pub latency: LatencySummary,
 }
@@ -208,6 +232,10 @@ pub struct LinesReport {
     pub out_total: u64,
     /// Lines received over the whole run.
     pub in_total: u64,
+    /// Lines bots received during the active phase: the server's
+    /// deliveries in the window its CPU is measured over.
+    #[serde(default)]
+    pub in_active: u64,
 }
 
 /// The server's resources, when it runs on this machine.
@@ -220,6 +248,15 @@ pub struct ServerReport {
     pub kib_per_player_joined: f64,
     /// `(rss_end - rss_before) / players`, KiB.
     pub kib_per_player_active: f64,
+    /// CPU time the server used during the active phase, seconds
+    /// (`/proc/PID/stat`, user + system).
+    #[serde(default)]
+    pub cpu_s_active: f64,
+    /// `cpu_s_active` per line the bots received in the same window,
+    /// nanoseconds: the server's cost of a delivered line, whatever the
+    /// load generator manages to read.
+    #[serde(default)]
+    pub cpu_ns_per_line: f64,
 }
 
 /// The load generator's own resources (is it the bottleneck?).
@@ -250,6 +287,10 @@ pub struct SwarmReport {
     pub kind: String,
     /// The server.
     pub addr: String,
+    /// The store of the server started for the run (`--spawn-server`);
+    /// absent for a server given by address.
+    #[serde(default)]
+    pub server_store: Option<String>,
     /// Bots started.
     pub bots: u32,
     /// The chunk grid, `WxH`.
@@ -311,11 +352,14 @@ impl SwarmReport {
         };
         let _ = writeln!(
             s,
-            "swarm: {} bots over {} chunks ({:?}) on {}; {} joined in {:.1} s, {} connect failures, {} disconnects",
+            "swarm: {} bots over {} chunks ({:?}) on {}{}; {} joined in {:.1} s, {} connect failures, {} disconnects",
             self.bots,
             self.chunks,
             self.spread,
             self.addr,
+            self.server_store
+                .as_ref()
+                .map_or_else(String::new, |store| format!(" ({store})")),
             self.connected,
             self.join_s,
             self.connect_failures,
@@ -329,13 +373,15 @@ impl SwarmReport {
         let e = &self.edits;
         let _ = writeln!(
             s,
-            "  edits: {} sent, {}/{} deliveries ({:.4} %), {} refused, {} stale; {} ({})",
+            "  edits: {} sent, {}/{} deliveries ({:.4} %), {} refused, {} stale, {} out of order, {} missing; {} ({})",
             e.sent,
             e.delivered,
             e.expected_deliveries,
             100.0 * e.delivery_ratio,
             e.refused,
             e.stale,
+            e.out_of_order,
+            e.missing,
             l(&e.latency),
             if self.edits_to_everyone {
                 "everyone gets every edit".to_owned()
@@ -374,9 +420,12 @@ impl SwarmReport {
             let p = &server.process;
             let _ = writeln!(
                 s,
-                "  server: CPU {:.0} % of a core (waited for a CPU {:.0} %); RSS {} KiB before, {} KiB joined ({:.1} KiB/player), {} KiB active ({:.1} KiB/player), peak {} KiB",
+                "  server: CPU {:.0} % of a core (waited for a CPU {:.0} %), {:.0} ns per delivered line ({:.2} s for {} lines); RSS {} KiB before, {} KiB joined ({:.1} KiB/player), {} KiB active ({:.1} KiB/player), peak {} KiB",
                 p.cpu_percent,
                 p.runqueue_wait_percent,
+                server.cpu_ns_per_line,
+                server.cpu_s_active,
+                self.lines.in_active,
                 p.rss_before_kib,
                 p.rss_joined_kib,
                 server.kib_per_player_joined,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::SwarmConfig;
 use super::phase::{Phase, PhaseCell};
 use crate::histogram::Histogram;
-use crate::layout::Layout;
+use crate::layout::{Layout, Senders};
 
 /// Marks a ring slot whose last edit was the unmeasured clean-up removal.
 pub(super) const CLEANUP: u64 = u64::MAX;
@@ -48,6 +48,8 @@ pub(super) struct Counters {
     pub(super) edits_refused: AtomicU64,
     pub(super) edits_unmatched: AtomicU64,
     pub(super) edits_stale: AtomicU64,
+    pub(super) edits_out_of_order: AtomicU64,
+    pub(super) edits_missing: AtomicU64,
     pub(super) chats_sent: AtomicU64,
     pub(super) chats_expected: AtomicU64,
     pub(super) chats_delivered: AtomicU64,
@@ -75,6 +77,11 @@ pub(super) struct Ctx {
     pub(super) phase: PhaseCell,
     /// Per bot, `ring_len` slots of `((send_ns + 1) << 8) | w`.
     pub(super) edit_sent: Box<[AtomicU64]>,
+    /// Beside each `edit_sent` slot: the number of the edit (counting the
+    /// author's edits from 0), written before the send time.
+    pub(super) edit_seq: Box<[AtomicU64]>,
+    /// Per bot, the measured edits it made.
+    pub(super) edits_made: Box<[AtomicU64]>,
     /// Per bot, [`CHAT_RING`] slots of `send_ns + 1`.
     pub(super) chat_sent: Box<[AtomicU64]>,
     pub(super) alive: Box<[AtomicBool]>,
@@ -91,6 +98,8 @@ impl Ctx {
         let bots = cfg.bots as usize;
         Self {
             edit_sent: atomics(bots * layout.ring_len()),
+            edit_seq: atomics(bots * layout.ring_len()),
+            edits_made: atomics(bots),
             chat_sent: atomics(bots * CHAT_RING),
             alive: (0..bots).map(|_| AtomicBool::new(false)).collect(),
             layout,
@@ -112,6 +121,14 @@ impl Ctx {
 
     pub(super) fn phase(&self) -> Phase {
         self.phase.get()
+    }
+
+    /// The bots whose edits `bot` should receive, numbered for an
+    /// [`EditOrder`](super::order::EditOrder); `None` before the active phase.
+    pub(super) fn senders(&self, bot: u32) -> Option<Senders> {
+        let expect = self.expect.get()?;
+        let radius = expect.everyone.is_none().then_some(self.cfg.edit_radius);
+        Some(self.layout.senders(self.layout.home_index(bot), radius))
     }
 
     /// Whether `bot` acts and counts in the active phase.

@@ -167,6 +167,8 @@ pub async fn run(cfg: SwarmConfig) -> Result<SwarmReport, SwarmError> {
     let window = active(&ctx, players, &mut server).await;
 
     ctx.phase.set(Phase::Drain);
+    // scripts/profile-swarm.sh stops profiling at this line.
+    info!(drain = ?ctx.cfg.drain, "draining: reading late deliveries");
     tokio::time::sleep(ctx.cfg.drain).await;
     ctx.phase.set(Phase::Done);
     let orders = stop(&mut tasks).await;
@@ -319,6 +321,7 @@ async fn active(ctx: &Ctx, players: u64, server: &mut ServerWatch) -> Window {
     let start = Snapshot::take(c);
     let started = Instant::now();
     ctx.phase.set(Phase::Active);
+    // scripts/profile-swarm.sh starts profiling at this line.
     info!(
         players,
         duration = ?cfg.duration,

@@ -110,6 +110,9 @@ swarm() { # label, then craft-bench swarm arguments
 }
 
 swarm one-chunk --spawn-server --bots "$bots_one" --chunks 1x1 --duration "$swarm_secs"
+# The same on the default store: its flushes must not stall the fan-out.
+swarm one-chunk-sqlite --spawn-server --server-store "sqlite:$work/swarm.db" --bots "$bots_one" \
+    --chunks 1x1 --duration "$swarm_secs"
 swarm spread --spawn-server --bots "$bots_spread" --chunks 50x50 --origin=-25,-25 --duration "$swarm_secs"
 
 # Chunk answers from memory: the server's own histogram of building an

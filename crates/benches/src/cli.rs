@@ -63,10 +63,22 @@ pub struct ServerArgs {
     )]
     pub addr: Option<String>,
 
-    /// Start `craft-server --store memory:` on a free loopback port for the
-    /// run (and stop it after); its CPU and memory are measured.
+    /// Start a `craft-server` on a free loopback port for the run (and stop
+    /// it after); its CPU and memory are measured.
     #[arg(long, conflicts_with = "addr")]
     pub spawn_server: bool,
+
+    /// The spawned server's store, e.g. sqlite:/tmp/bench.db (a fresh file
+    /// per run keeps runs comparable).
+    // Not `requires = "spawn_server"`: a flag's implicit `false` default
+    // satisfies it. Without --spawn-server, --addr is required.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "memory:",
+        conflicts_with = "addr"
+    )]
+    pub server_store: String,
 
     /// The craft-server binary for --spawn-server [default: next to this
     /// binary, else from PATH].
@@ -315,11 +327,12 @@ impl ServerArgs {
     async fn target(&self, max_players: usize) -> Result<Target, String> {
         if self.spawn_server {
             let bin = self.server_bin.clone().unwrap_or_else(default_server_bin);
+            let store = self.server_store.clone();
             let extra = self.server_arg.clone();
             let log = self.server_log.clone();
             let log_file = self.server_log_file.clone();
             let spawned = tokio::task::spawn_blocking(move || {
-                SpawnedServer::start(&bin, max_players, &extra, &log, log_file.as_deref())
+                SpawnedServer::start(&bin, &store, max_players, &extra, &log, log_file.as_deref())
             })
             .await
             .map_err(|e| e.to_string())?
@@ -398,6 +411,10 @@ impl Cli {
                     broadcast_all_up_to: args.broadcast_all_up_to,
                     edit_radius: args.edit_radius,
                     server_pid: target.pid,
+                    server_store: target
+                        .spawned
+                        .is_some()
+                        .then(|| StoreUrl(args.server.server_store.clone()).to_string()),
                     threads: self.threads,
                 };
                 let result = swarm::run(cfg).await;
@@ -490,6 +507,29 @@ mod tests {
         assert!(
             Cli::try_parse_from(["craft-bench", "swarm", "--spawn-server", "--chunks", "0x3"])
                 .is_err()
+        );
+        let cli = Cli::parse_from([
+            "craft-bench",
+            "swarm",
+            "--spawn-server",
+            "--server-store",
+            "sqlite:/tmp/w.db",
+        ]);
+        let Command::Swarm(args) = cli.command else {
+            panic!("swarm expected");
+        };
+        assert_eq!(args.server.server_store, "sqlite:/tmp/w.db");
+        assert!(
+            Cli::try_parse_from([
+                "craft-bench",
+                "swarm",
+                "--addr",
+                "127.0.0.1:4080",
+                "--server-store",
+                "memory:"
+            ])
+            .is_err(),
+            "only a spawned server's store can be chosen"
         );
         assert!(
             Cli::try_parse_from([

@@ -72,6 +72,8 @@ pub struct Layout {
     bot_local: Vec<u32>,
     /// Bots of each chunk, by local index.
     chunk_bots: Vec<Vec<u32>>,
+    /// Bots in the chunks before each grid index (row-major), and in all.
+    chunk_start: Vec<u32>,
     /// Heights per band (each bot cycles through its band).
     band: i32,
 }
@@ -124,6 +126,12 @@ impl Layout {
             chunk_bots[chunk].push(bot);
         }
         let crowd = chunk_bots.iter().map(Vec::len).max().unwrap_or(0) as u32;
+        let chunk_start = std::iter::once(0)
+            .chain(chunk_bots.iter().scan(0u32, |before, bots| {
+                *before += bots.len() as u32;
+                Some(*before)
+            }))
+            .collect();
         let bands = crowd.div_ceil(COLUMNS_PER_CHUNK) as i32;
         let band = Y_LEVELS / bands.max(1);
         if band < 2 {
@@ -136,6 +144,7 @@ impl Layout {
             bot_chunk,
             bot_local,
             chunk_bots,
+            chunk_start,
             band,
         })
     }
@@ -237,6 +246,31 @@ impl Layout {
         })
     }
 
+    /// The bots whose edits a bot living in grid chunk `home` receives:
+    /// those within `radius` chunks (Chebyshev) of it, or every bot
+    /// (`None`). The receiver itself is one of them.
+    pub fn senders(&self, home: usize, radius: Option<u32>) -> Senders {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let (x, z) = (home % w, home / w);
+        let r = radius.map_or(usize::MAX, |r| r as usize);
+        let (x0, x1) = (x.saturating_sub(r), x.saturating_add(r).min(w - 1));
+        let (z0, z1) = (z.saturating_sub(r), z.saturating_add(r).min(h - 1));
+        let mut row_first = Vec::with_capacity(z1 - z0 + 1);
+        let mut len = 0u32;
+        for row in z0..=z1 {
+            row_first.push(len);
+            len += self.chunk_start[row * w + x1 + 1] - self.chunk_start[row * w + x0];
+        }
+        Senders {
+            x0,
+            x1,
+            z0,
+            z1,
+            row_first,
+            len: len as usize,
+        }
+    }
+
     /// How many bots live within `radius` chunks (Chebyshev) of each grid
     /// chunk, counting only those `alive`.
     pub fn near_counts(&self, radius: u32, alive: impl Fn(u32) -> bool) -> Vec<u64> {
@@ -271,6 +305,56 @@ impl Layout {
                 area(x - r, z - r, x + r, z + r)
             })
             .collect()
+    }
+}
+
+/// The bots whose edits one receiver gets, numbered densely from 0: the
+/// bots of a square window of chunks around the receiver's, row by row, in
+/// each chunk by local index (see [`Layout::senders`]).
+#[derive(Clone, Debug)]
+pub struct Senders {
+    /// The window, inclusive grid coordinates.
+    x0: usize,
+    x1: usize,
+    z0: usize,
+    z1: usize,
+    /// Number of the first bot of each row of the window.
+    row_first: Vec<u32>,
+    len: usize,
+}
+
+impl Senders {
+    /// How many bots.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The number of `bot`, if it is one of them.
+    pub fn index(&self, layout: &Layout, bot: u32) -> Option<usize> {
+        let chunk = *layout.bot_chunk.get(bot as usize)? as usize;
+        let w = layout.width as usize;
+        let (x, z) = (chunk % w, chunk / w);
+        if !(self.x0..=self.x1).contains(&x) || !(self.z0..=self.z1).contains(&z) {
+            return None;
+        }
+        let rank = layout.chunk_start[chunk] + layout.bot_local[bot as usize];
+        let row_start = layout.chunk_start[z * w + self.x0];
+        Some((self.row_first[z - self.z0] + rank - row_start) as usize)
+    }
+
+    /// Every bot with its number, in order of numbers.
+    pub fn bots<'a>(&'a self, layout: &'a Layout) -> impl Iterator<Item = (usize, u32)> + 'a {
+        let w = layout.width as usize;
+        (self.z0..=self.z1)
+            .flat_map(move |z| (z * w + self.x0..=z * w + self.x1).map(|c| &layout.chunk_bots[c]))
+            .flatten()
+            .copied()
+            .enumerate()
     }
 }
 
@@ -373,6 +457,39 @@ mod tests {
                 assert_eq!(*got, slow, "chunk {center} radius {radius}");
             }
         }
+    }
+
+    #[test]
+    fn senders_number_the_bots_in_range_densely() {
+        let layout = Layout::new(500, ChunkPos::new(5, -5), 7, 4, Spread::Random, 9).expect("ok");
+        for radius in [Some(0), Some(1), Some(2), Some(15), None] {
+            for home in 0..layout.chunks() {
+                let senders = layout.senders(home, radius);
+                let center = layout.chunk_at(home);
+                let expected: Vec<u32> = (0..layout.bots())
+                    .filter(|b| radius.is_none_or(|r| layout.home(*b).distance(center) <= r))
+                    .collect();
+                assert_eq!(senders.len(), expected.len(), "{center} {radius:?}");
+                let listed: Vec<(usize, u32)> = senders.bots(&layout).collect();
+                assert_eq!(listed.len(), expected.len());
+                for (i, (number, bot)) in listed.iter().enumerate() {
+                    assert_eq!(*number, i);
+                    assert_eq!(senders.index(&layout, *bot), Some(i), "bot {bot}");
+                }
+                for bot in 0..layout.bots() {
+                    assert_eq!(
+                        senders.index(&layout, bot).is_some(),
+                        expected.contains(&bot),
+                        "bot {bot} around {center} radius {radius:?}"
+                    );
+                }
+            }
+        }
+        let one = Layout::new(1000, ChunkPos::new(0, 0), 1, 1, Spread::Even, 1).expect("ok");
+        let senders = one.senders(0, Some(15));
+        assert_eq!(senders.len(), 1000);
+        assert_eq!(senders.index(&one, 999), Some(999));
+        assert_eq!(senders.index(&one, 1000), None);
     }
 
     #[test]

@@ -104,14 +104,19 @@ impl Process {
         100.0 * to.runqueue_ns.saturating_sub(from.runqueue_ns) as f64 / 1e9 / wall
     }
 
+    /// CPU time used between two samples, seconds (user + system, all
+    /// threads, exited ones included).
+    pub fn cpu_seconds(&self, from: &Sample, to: &Sample) -> f64 {
+        to.cpu_ticks.saturating_sub(from.cpu_ticks) as f64 / self.ticks_per_second
+    }
+
     /// CPU used between two samples, in percent of one core.
     pub fn cpu_percent(&self, from: &Sample, to: &Sample) -> f64 {
         let wall = to.at.duration_since(from.at).as_secs_f64();
         if wall <= 0.0 {
             return 0.0;
         }
-        let cpu = to.cpu_ticks.saturating_sub(from.cpu_ticks) as f64 / self.ticks_per_second;
-        100.0 * cpu / wall
+        100.0 * self.cpu_seconds(from, to) / wall
     }
 }
 

@@ -1,4 +1,5 @@
-//! Starting a `craft-server --store memory:` for a benchmark run.
+//! Starting a `craft-server` (on a memory store unless told otherwise) for
+//! a benchmark run.
 //!
 //! A separate process, not an in-process server, so that its CPU and
 //! resident memory can be read from `/proc` without counting the load
@@ -39,12 +40,14 @@ pub struct SpawnedServer {
 }
 
 impl SpawnedServer {
-    /// Starts `bin --store memory: --listen 127.0.0.1:PORT --max-players N
-    /// --max-connections-per-ip 0` plus `extra` arguments, on a free loopback port, and waits until it
+    /// Starts `bin --store STORE --listen 127.0.0.1:PORT --max-players N
+    /// --max-connections-per-ip 0` plus `extra` arguments, on a free
+    /// loopback port, and waits until it
     /// accepts connections. Its log (level `log`, via `RUST_LOG`) goes to
     /// `log_file`, or nowhere.
     pub fn start(
         bin: &Path,
+        store: &str,
         max_players: usize,
         extra: &[String],
         log: &str,
@@ -64,7 +67,7 @@ impl SpawnedServer {
         let mut command = Command::new(bin);
         command
             .arg("--store")
-            .arg("memory:")
+            .arg(store)
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--max-players")

@@ -164,9 +164,20 @@ fn swarm_of_20_bots_delivers_edits() {
         "20 players: everyone gets everything"
     );
     assert_eq!(report.edits.refused, 0, "every edit is accepted");
+    assert_eq!(
+        report.edits.out_of_order, 0,
+        "each author's edits arrive in order: {line}"
+    );
+    assert_eq!(
+        report.edits.missing,
+        report.edits.expected_deliveries - report.edits.delivered,
+        "the order check and the delivery count agree: {line}"
+    );
+    assert!(report.lines.in_active > 0);
     assert!(report.chat.delivered > 0);
     assert_eq!(report.chunk_answers_join.latency.count, 20 * 9);
-    assert!(report.server.is_some());
+    let server = report.server.expect("server figures");
+    assert!(server.cpu_s_active >= 0.0 && server.cpu_ns_per_line.is_finite());
     let written = std::fs::read_to_string(&json_file).expect("--json-out file");
     let _: SwarmReport = serde_json::from_str(written.trim()).expect("file holds the line");
     let _ = std::fs::remove_file(&json_file);

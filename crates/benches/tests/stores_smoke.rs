@@ -1,7 +1,8 @@
 //! Smoke test of `craft-bench stores`: a tiny run on every store the test
 //! services provide (memory and SQLite always; PostgreSQL, DynamoDB on moto
-//! and the Data API on dataapi-local when `scripts/test.sh` started them),
-//! with both baselines, then `scripts/bench_report.py` over the result.
+//! and the Data API on dataapi-local when `scripts/test.sh` started them;
+//! with `CRAFT_TEST_REQUIRE_SERVICES` set, each must be there), with both
+//! baselines, then `scripts/bench_report.py` over the result.
 //! Checks that every phase completes and counts what it should; never
 //! timing.
 
@@ -10,11 +11,34 @@ use std::time::Duration;
 use benches::stores::{self, StoresConfig, StoresReport};
 use craft_server::config::StoreUrl;
 
-/// A test service's address from `scripts/test.sh`, if it started one.
-/// (Not `world_core::conformance::test_service`: that feature would give
-/// world-core a second build in `scripts/bench.sh`'s release builds.)
+const POSTGRES: &str = "CRAFT_TEST_POSTGRES_URL";
+const DYNAMODB: &str = "CRAFT_TEST_DYNAMODB_ENDPOINT";
+const DATAAPI: &str = "CRAFT_TEST_DATAAPI_ENDPOINT";
+/// The service variables `scripts/test.sh` sets for this test.
+const SERVICES: [&str; 3] = [POSTGRES, DYNAMODB, DATAAPI];
+
+/// Reads a test service's address from `var`, exactly like
+/// `world_core::conformance::test_service`: missing, the backend is skipped
+/// (`None`), unless `CRAFT_TEST_REQUIRE_SERVICES` is set, in which case the
+/// test fails: the test command must never skip a backend silently.
+///
+/// A copy, because the `conformance` feature as a dev-dependency here would
+/// give world-core (and every crate built on it) a second release build in
+/// `scripts/bench.sh`: `cargo bench` turns dev-dependency features on,
+/// `cargo build` does not.
 fn test_service(var: &str) -> Option<String> {
-    std::env::var(var).ok().filter(|v| !v.is_empty())
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var_os("CRAFT_TEST_REQUIRE_SERVICES").is_some() => {
+            panic!(
+                "{var} is not set but CRAFT_TEST_REQUIRE_SERVICES is: start the services with scripts/test.sh"
+            )
+        }
+        _ => {
+            eprintln!("skipping: {var} is not set (scripts/test.sh sets it)");
+            None
+        }
+    }
 }
 
 fn unique(prefix: &str) -> String {
@@ -33,21 +57,21 @@ fn store_urls(dir: &std::path::Path) -> Vec<(String, StoreUrl)> {
             format!("sqlite:{}", dir.join("world.db").display()),
         ),
     ];
-    if let Some(url) = test_service("CRAFT_TEST_POSTGRES_URL") {
+    if let Some(url) = test_service(POSTGRES) {
         let sep = if url.contains('?') { '&' } else { '?' };
         urls.push((
             "postgres".into(),
             format!("{url}{sep}schema={}", unique("bench_smoke")),
         ));
     }
-    if let Some(endpoint) = test_service("CRAFT_TEST_DYNAMODB_ENDPOINT") {
+    if let Some(endpoint) = test_service(DYNAMODB) {
         let table = unique("bench-smoke").replace('_', "-");
         urls.push((
             "dynamodb".into(),
             format!("dynamodb://{table}?region=us-east-1&endpoint={endpoint}&create=true"),
         ));
     }
-    if let Some(endpoint) = test_service("CRAFT_TEST_DATAAPI_ENDPOINT") {
+    if let Some(endpoint) = test_service(DATAAPI) {
         urls.push((
             "dataapi".into(),
             format!(
@@ -79,7 +103,7 @@ async fn every_phase_runs_on_every_store() {
         load_samples: 2,
         load_budget: Duration::from_secs(5),
         sync_samples: 2,
-        pg_baseline: test_service("CRAFT_TEST_POSTGRES_URL"),
+        pg_baseline: test_service(POSTGRES),
         sqlite_baseline: Some(dir.path().to_owned()),
     };
     let wanted = config.stores.len();
@@ -139,4 +163,29 @@ async fn every_phase_runs_on_every_store() {
     ] {
         assert!(stdout.contains(section), "{section} missing:\n{stdout}");
     }
+}
+
+/// With `CRAFT_TEST_REQUIRE_SERVICES` set, a missing service fails the
+/// smoke test instead of leaving its store out (run in a child process:
+/// the environment is per process).
+#[test]
+fn missing_services_fail_when_required() {
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    child
+        .args(["--exact", "every_phase_runs_on_every_store", "--nocapture"])
+        .env("CRAFT_TEST_REQUIRE_SERVICES", "1");
+    for var in SERVICES {
+        child.env_remove(var);
+    }
+    let output = child.output().expect("run the smoke test");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !output.status.success(),
+        "passed without its services: {stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("CRAFT_TEST_POSTGRES_URL is not set but CRAFT_TEST_REQUIRE_SERVICES is"),
+        "{stdout}{stderr}"
+    );
 }

@@ -71,13 +71,19 @@ impl Inbox {
         let Some(tx) = tx.as_ref() else {
             return false;
         };
+        // Counted before it is sent, so that a message the game loop holds
+        // is always counted already.
+        let (messages, bytes) = (
+            &counters.messages_in[kind.index()],
+            &counters.bytes_in[kind.index()],
+        );
+        messages.fetch_add(1, Ordering::Relaxed);
+        bytes.fetch_add(size, Ordering::Relaxed);
         match tx.try_send(Delivery { topic, payload }) {
-            Ok(()) => {
-                counters.messages_in[kind.index()].fetch_add(1, Ordering::Relaxed);
-                counters.bytes_in[kind.index()].fetch_add(size, Ordering::Relaxed);
-                true
-            }
+            Ok(()) => true,
             Err(_) => {
+                messages.fetch_sub(1, Ordering::Relaxed);
+                bytes.fetch_sub(size, Ordering::Relaxed);
                 counters.dropped.fetch_add(1, Ordering::Relaxed);
                 self.inner.lagged.fetch_add(1, Ordering::Relaxed);
                 false
@@ -114,10 +120,19 @@ impl Inbox {
         });
     }
 
+    /// Records an error that does not (yet) change the connection state,
+    /// such as a refused authentication while reconnecting.
+    pub fn note_error(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.inner
+            .state
+            .send_modify(|s| s.last_error = Some(reason));
+    }
+
     /// Marks the bus closed and ends the receiver (after what is queued).
     pub fn close(&self) {
         self.inner.state.send_modify(|s| {
-            if s.connected || !s.closed {
+            if !s.closed {
                 s.since = Instant::now();
             }
             s.connected = false;

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::bus::{BusCounter, BusEvent, BusStatus, Delivery};
+use crate::error::{BusError, BusResult};
 use crate::topic::{Topic, TopicKind};
 
 /// Opens the channel of a bus of `backend` with room for `queue`
@@ -143,6 +144,23 @@ impl Inbox {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+    }
+
+    /// The checks every `publish` starts with: `Closed` after close,
+    /// `TooLarge` (counted as a publish error) when a payload exceeds
+    /// `max_payload`, in which case nothing may be sent.
+    pub fn admit(&self, messages: &[(Topic, Bytes)], max_payload: usize) -> BusResult<()> {
+        if self.is_closed() {
+            return Err(BusError::Closed);
+        }
+        if let Some((_, payload)) = messages.iter().find(|(_, p)| p.len() > max_payload) {
+            self.inner.counters.publish_failed();
+            return Err(BusError::TooLarge {
+                size: payload.len(),
+                max: max_payload,
+            });
+        }
+        Ok(())
     }
 
     /// Whether [`Inbox::close`] was called.
@@ -311,18 +329,7 @@ impl BusReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn counter(counters: &[BusCounter], name: &str, labels: &[(&str, &str)]) -> u64 {
-        counters
-            .iter()
-            .find(|c| {
-                c.name == name
-                    && c.labels.len() == labels.len()
-                    && labels.iter().all(|l| c.labels.contains(l))
-            })
-            .map(|c| c.value)
-            .unwrap_or_else(|| panic!("no counter {name} {labels:?}"))
-    }
+    use crate::conformance::counter;
 
     #[tokio::test]
     async fn full_queue_drops_counts_and_reports_lag() {

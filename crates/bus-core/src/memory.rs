@@ -158,16 +158,7 @@ impl Bus for MemoryBus {
     }
 
     async fn publish(&self, messages: &[(Topic, Bytes)]) -> BusResult<()> {
-        if self.inbox.is_closed() {
-            return Err(BusError::Closed);
-        }
-        if let Some((_, payload)) = messages.iter().find(|(_, p)| p.len() > self.max_payload) {
-            self.inbox.counters().publish_failed();
-            return Err(BusError::TooLarge {
-                size: payload.len(),
-                max: self.max_payload,
-            });
-        }
+        self.inbox.admit(messages, self.max_payload)?;
         let hub = self.hub.lock();
         if !hub.connected {
             self.inbox.counters().publish_failed();

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use world_core::protocol::Position;
+use world_core::protocol::{Position, ServerMessage};
 use world_core::store::ChunkHead;
 use world_core::{BlockPos, ChunkPos};
 
@@ -253,6 +253,34 @@ pub enum Edit {
 }
 
 impl Edit {
+    /// The protocol line a receiving server sends its players for this
+    /// change (then `R,P,Q` for blocks and lights, as the original does).
+    pub fn message(&self) -> ServerMessage<'_> {
+        match self {
+            Edit::Block { chunk, pos, w } => ServerMessage::Block {
+                chunk: *chunk,
+                pos: *pos,
+                w: *w,
+            },
+            Edit::Light { chunk, pos, w } => ServerMessage::Light {
+                chunk: *chunk,
+                pos: *pos,
+                w: *w,
+            },
+            Edit::Sign {
+                chunk,
+                pos,
+                face,
+                text,
+            } => ServerMessage::Sign {
+                chunk: *chunk,
+                pos: *pos,
+                face: *face,
+                text,
+            },
+        }
+    }
+
     /// The chunk the change belongs to (its region is where it is
     /// published).
     pub fn chunk(&self) -> ChunkPos {
@@ -990,6 +1018,35 @@ mod tests {
             body: Body::Hello,
         };
         assert!(assembler.push(bad).is_err());
+    }
+
+    #[test]
+    fn edits_become_protocol_lines() {
+        let lines: Vec<String> = [
+            Edit::Block {
+                chunk: ChunkPos::new(-1, 0),
+                pos: BlockPos::new(-1, 10, 5),
+                w: -3,
+            },
+            Edit::Light {
+                chunk: ChunkPos::new(0, 0),
+                pos: BlockPos::new(1, 2, 3),
+                w: 15,
+            },
+            Edit::Sign {
+                chunk: ChunkPos::new(0, 0),
+                pos: BlockPos::new(1, 2, 3),
+                face: 4,
+                text: "a, b".into(),
+            },
+        ]
+        .iter()
+        .map(|e| e.message().to_string())
+        .collect();
+        assert_eq!(
+            lines,
+            ["B,-1,0,-1,10,5,-3", "L,0,0,1,2,3,15", "S,0,0,1,2,3,4,a, b"]
+        );
     }
 
     #[test]

@@ -326,17 +326,8 @@ impl Bus for NatsBus {
 
     async fn publish(&self, messages: &[(Topic, Bytes)]) -> BusResult<()> {
         let inbox = &self.shared.inbox;
-        if inbox.is_closed() {
-            return Err(BusError::Closed);
-        }
+        inbox.admit(messages, MAX_PAYLOAD)?;
         let counters = inbox.counters();
-        if let Some((_, payload)) = messages.iter().find(|(_, p)| p.len() > MAX_PAYLOAD) {
-            counters.publish_failed();
-            return Err(BusError::TooLarge {
-                size: payload.len(),
-                max: MAX_PAYLOAD,
-            });
-        }
         if !inbox.is_connected() {
             counters.publish_failed();
             return Err(BusError::unavailable(format!(

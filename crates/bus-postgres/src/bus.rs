@@ -336,20 +336,11 @@ impl Bus for PostgresBus {
 
     async fn publish(&self, messages: &[(Topic, Bytes)]) -> BusResult<()> {
         let shared = &self.shared;
-        if shared.inbox.is_closed() {
-            return Err(BusError::Closed);
-        }
+        shared.inbox.admit(messages, MAX_PAYLOAD)?;
         let counters = shared.inbox.counters();
         let mut channels = Vec::with_capacity(messages.len());
         let mut payloads = Vec::with_capacity(messages.len());
         for (topic, payload) in messages {
-            if payload.len() > MAX_PAYLOAD {
-                counters.publish_failed();
-                return Err(BusError::TooLarge {
-                    size: payload.len(),
-                    max: MAX_PAYLOAD,
-                });
-            }
             let text = match std::str::from_utf8(payload) {
                 Ok(text) if !text.contains('\0') => text,
                 _ => {

@@ -724,6 +724,28 @@ mod tests {
             .collect()
     }
 
+    /// A mirrored block, a light and a sign with a comma.
+    fn one_of_each() -> Vec<Edit> {
+        vec![
+            Edit::Block {
+                chunk: ChunkPos::new(-1, 0),
+                pos: BlockPos::new(-1, 10, 5),
+                w: -3,
+            },
+            Edit::Light {
+                chunk: ChunkPos::new(0, 0),
+                pos: BlockPos::new(1, 2, 3),
+                w: 15,
+            },
+            Edit::Sign {
+                chunk: ChunkPos::new(0, 0),
+                pos: BlockPos::new(1, 2, 3),
+                face: 4,
+                text: "a, b".into(),
+            },
+        ]
+    }
+
     fn positions(n: u32) -> Vec<PlayerPos> {
         (1..=n).map(|id| PlayerPos { id, pos: pos(id) }).collect()
     }
@@ -773,24 +795,7 @@ mod tests {
                 line: "ann> @bob psst".into(),
             },
             Body::Edits {
-                edits: vec![
-                    Edit::Block {
-                        chunk: ChunkPos::new(-1, 0),
-                        pos: BlockPos::new(-1, 10, 5),
-                        w: -3,
-                    },
-                    Edit::Light {
-                        chunk: ChunkPos::new(0, 0),
-                        pos: BlockPos::new(1, 2, 3),
-                        w: 15,
-                    },
-                    Edit::Sign {
-                        chunk: ChunkPos::new(0, 0),
-                        pos: BlockPos::new(1, 2, 3),
-                        face: 4,
-                        text: "a, b".into(),
-                    },
-                ],
+                edits: one_of_each(),
             },
             Body::Committed {
                 chunks: vec![ChunkHead {
@@ -1022,27 +1027,10 @@ mod tests {
 
     #[test]
     fn edits_become_protocol_lines() {
-        let lines: Vec<String> = [
-            Edit::Block {
-                chunk: ChunkPos::new(-1, 0),
-                pos: BlockPos::new(-1, 10, 5),
-                w: -3,
-            },
-            Edit::Light {
-                chunk: ChunkPos::new(0, 0),
-                pos: BlockPos::new(1, 2, 3),
-                w: 15,
-            },
-            Edit::Sign {
-                chunk: ChunkPos::new(0, 0),
-                pos: BlockPos::new(1, 2, 3),
-                face: 4,
-                text: "a, b".into(),
-            },
-        ]
-        .iter()
-        .map(|e| e.message().to_string())
-        .collect();
+        let lines: Vec<String> = one_of_each()
+            .iter()
+            .map(|e| e.message().to_string())
+            .collect();
         assert_eq!(
             lines,
             ["B,-1,0,-1,10,5,-3", "L,0,0,1,2,3,15", "S,0,0,1,2,3,4,a, b"]

@@ -46,6 +46,7 @@ bin=${CARGO_TARGET_DIR:-target}/release
 start_postgres
 start_moto
 start_dataapi
+start_nats
 
 results="$work/results.jsonl"
 : >"$results"

@@ -9,6 +9,7 @@
 #     under $CRAFT_TEST_CACHE) on a free loopback port.
 #   - Aurora Data API: dataapi-local (this workspace) over PostgreSQL, on a
 #     free loopback port.
+#   - NATS (the fleet bus): nats-server on a free loopback port.
 #
 # Usage: scripts/test.sh [extra cargo test arguments]
 # Everything started here is stopped on exit.
@@ -23,6 +24,7 @@ source "$root/scripts/lib/services.sh"
 start_postgres
 start_moto
 start_dataapi
+start_nats
 
 export CRAFT_TEST_REQUIRE_SERVICES=1
 log "running cargo test"

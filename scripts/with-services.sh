@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the services the tests talk to (as scripts/test.sh does: PostgreSQL
-# or a private cluster, moto_server, dataapi-local), exports their
+# or a private cluster, moto_server, dataapi-local, nats-server), exports their
 # CRAFT_TEST_* variables, runs the given command, then stops them.
 #
 #   scripts/with-services.sh cargo test -p craft-server --test persistence
@@ -23,6 +23,7 @@ source "$root/scripts/lib/services.sh"
 start_postgres
 start_moto
 start_dataapi
+start_nats
 
 export CRAFT_TEST_REQUIRE_SERVICES=1
 "$@"

@@ -9,6 +9,8 @@
 #   - Aurora Data API: dataapi-local (this workspace) over PostgreSQL, on a
 #     free loopback port ($CRAFT_SERVICES_PROFILE=release builds it
 #     optimised).
+#   - NATS (the fleet bus): nats-server (Debian package nats-server) on a
+#     free loopback port.
 #
 # Everything started here is stopped by the EXIT trap it installs.
 
@@ -152,6 +154,26 @@ start_dataapi() {
     log "dataapi-local on 127.0.0.1:$port"
     export CRAFT_TEST_DATAAPI_ENDPOINT="http://127.0.0.1:$port"
     export CRAFT_TEST_DATAAPI_BIN="$bin"
+}
+
+# --- NATS (fleet bus) ----------------------------------------------------
+start_nats() {
+    local bin
+    bin=$(command -v nats-server || true)
+    [[ -n "$bin" ]] || bin=$(ls /usr/sbin/nats-server /usr/bin/nats-server 2>/dev/null | head -n 1)
+    if [[ -z "$bin" ]]; then
+        log "nats-server not found; install it: apt-get install nats-server"
+        exit 1
+    fi
+    local port
+    port=$(free_port)
+    "$bin" -a 127.0.0.1 -p "$port" >"$work/nats.log" 2>&1 &
+    pids+=($!)
+    wait_for_port 127.0.0.1 "$port" nats-server
+    log "nats-server on 127.0.0.1:$port"
+    export CRAFT_TEST_NATS_URL="nats://127.0.0.1:$port"
+    # For tests that start and kill their own to simulate outages.
+    export CRAFT_TEST_NATS_SERVER="$bin"
 }
 
 # Every AWS client in the tests talks to loopback emulators: give the SDK's

@@ -60,12 +60,16 @@
 //! - Several servers (several pools) may share one database and schema.
 //! - `close` closes the pool; later calls fail with `Closed`.
 //! - Passwords never reach logs or `Debug` output.
+//!
+//! [`connect_session`] opens one connection with the same settings outside
+//! the pool, for the PostgreSQL fleet bus (`bus-postgres`).
 
 mod config;
 mod counters;
 mod error;
 mod migrate;
 mod pipeline;
+mod session;
 mod store;
 mod tls;
 
@@ -73,4 +77,5 @@ pub use config::{
     Config, ConfigError, DEFAULT_APPLICATION_NAME, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE,
     DEFAULT_STATEMENT_TIMEOUT, RootCerts, SslMode,
 };
+pub use session::{SessionMessages, connect_session, session_error};
 pub use store::PostgresStore;

@@ -359,6 +359,8 @@ pub struct Config {
     pub agones: crate::agones::AgonesConfig,
     /// Spot interruption notices from the EC2 metadata service.
     pub imds: crate::imds::ImdsConfig,
+    /// The admin page: operator token, map tile budget.
+    pub admin: crate::admin::AdminConfig,
 }
 
 impl Default for Config {
@@ -383,6 +385,7 @@ impl Default for Config {
             interest: Interest::default(),
             agones: crate::agones::AgonesConfig::default(),
             imds: crate::imds::ImdsConfig::default(),
+            admin: crate::admin::AdminConfig::default(),
         }
     }
 }
@@ -458,6 +461,7 @@ impl Config {
         }
         self.agones.validate().map_err(ConfigError::Invalid)?;
         self.imds.validate().map_err(ConfigError::Invalid)?;
+        self.admin.validate().map_err(ConfigError::Invalid)?;
         if self
             .welcome
             .iter()

@@ -13,7 +13,7 @@ use crate::connection;
 use crate::lifecycle::{self, Control, Sidecars};
 use crate::metrics::{Health, Metrics};
 use crate::stores::Instrumented;
-use crate::world::{Event, World};
+use crate::world::{Event, Observers, World};
 
 /// Events waiting for the game loop, at most. Senders wait beyond it, which
 /// slows the fastest clients first.
@@ -28,6 +28,10 @@ pub struct Shared {
     pub health: Arc<Health>,
     /// Drain requests and announcements from outside the game loop.
     pub control: Arc<Control>,
+    /// What the game loop publishes for the admin page, and its requests.
+    pub observers: Arc<Observers>,
+    /// The admin page's settings.
+    pub admin: Arc<crate::admin::AdminConfig>,
 }
 
 impl Shared {
@@ -37,6 +41,8 @@ impl Shared {
             metrics: Arc::new(Metrics::new()),
             health: Arc::new(Health::new(config.max_players)),
             control: Arc::new(Control::new()),
+            observers: Arc::new(Observers::new()),
+            admin: Arc::new(config.admin.clone()),
         }
     }
 }
@@ -56,6 +62,8 @@ pub async fn run(
         metrics,
         health,
         control,
+        observers,
+        ..
     } = shared;
     metrics.attach_store(store.clone());
     let store: Arc<dyn BlockStore> =
@@ -70,13 +78,15 @@ pub async fn run(
     let probe_stop = tokio_util::sync::CancellationToken::new();
     let probe = lifecycle::spawn_store_probe(store.clone(), health.clone(), probe_stop.clone());
     let (events, rx) = mpsc::channel(EVENT_QUEUE);
+    observers.attach(events.clone(), store.clone());
     let world = World::new(
         config.clone(),
         store,
         metrics.clone(),
         health.clone(),
         events.clone(),
-    );
+    )
+    .with_observers(observers.clone());
     let world = tokio::spawn(world.run(rx));
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "listening for Craft clients");

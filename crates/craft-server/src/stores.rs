@@ -180,6 +180,7 @@ impl Instrumented {
     }
 
     fn record<T>(&self, op: &'static str, started: Instant, result: &StoreResult<T>) {
+        self.metrics.store_rtt.observe(started.elapsed());
         self.metrics
             .store_call_seconds
             .get_or_create(&OpLabel { op: op.to_owned() })

@@ -14,6 +14,7 @@ mod chunks;
 mod flush;
 pub(crate) mod players;
 mod sync;
+mod view;
 
 use std::collections::HashMap;
 
@@ -34,6 +35,10 @@ use world_core::{BlockStore, StoreError};
 
 pub use chunks::{BlockEntry, ChunkCache, ChunkSlot, ChunkState, Load};
 pub use players::{ConnId, Grid, IdPool, Player, Queued, Wait};
+pub use view::{
+    AdminRequest, BusState, EditEvent, HotChunk, KICK_MESSAGE, Observers, PlayerRef, PlayerView,
+    WorldView,
+};
 
 use crate::config::Config;
 use crate::login::LoginOutcome;
@@ -41,6 +46,7 @@ use crate::metrics::{Health, Metrics};
 use crate::outbound::Outbound;
 use flush::Flusher;
 use sync::SyncState;
+use view::ViewState;
 
 /// Something that happened outside the game loop.
 #[derive(Debug)]
@@ -119,6 +125,8 @@ pub enum Event {
     Announce(String),
     /// Start the shutdown drain.
     Shutdown,
+    /// A request from the admin listener.
+    Admin(AdminRequest),
 }
 
 /// The game loop's state.
@@ -143,6 +151,8 @@ pub struct World {
     pub(crate) draining: Option<Instant>,
     /// Scratch buffer for recipient lists.
     pub(crate) scratch: Vec<ConnId>,
+    /// What the admin listener sees.
+    pub(crate) view: ViewState,
 }
 
 impl std::fmt::Debug for World {
@@ -197,6 +207,7 @@ impl World {
             saving_players: false,
             draining: None,
             scratch: Vec::new(),
+            view: ViewState::new(Arc::new(Observers::new())),
         }
     }
 
@@ -242,6 +253,7 @@ impl World {
                         debug!(evicted, "evicted cold chunks");
                     }
                     self.update_gauges();
+                    self.publish_view();
                 }
             }
             if self.draining.is_some() && self.drain_step().await {
@@ -287,6 +299,7 @@ impl World {
             }
             Event::Announce(text) => self.broadcast(&[ServerMessage::Talk(&text)], None),
             Event::Shutdown => self.start_drain(),
+            Event::Admin(request) => self.on_admin(request),
         }
     }
 

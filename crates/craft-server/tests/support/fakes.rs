@@ -72,6 +72,10 @@ pub struct TestStore {
     pub ping_down: AtomicBool,
     /// `apply` waits while set.
     pub hold_apply: AtomicBool,
+    /// `list_chunks` waits while set.
+    pub hold_list: AtomicBool,
+    /// `list_chunks` calls started.
+    pub lists: AtomicUsize,
     journal: Option<Journal>,
 }
 
@@ -111,6 +115,10 @@ impl BlockStore for TestStore {
         self.inner.changed_chunks(held).await
     }
     async fn list_chunks(&self) -> StoreResult<Vec<ChunkHead>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        while self.hold_list.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.inner.list_chunks().await
     }
     async fn load_player(&self, name: &str) -> StoreResult<Option<PlayerRecord>> {

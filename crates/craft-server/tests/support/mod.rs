@@ -2,6 +2,7 @@
 //! transcript replayer.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod fakes;
 pub mod process;
 pub mod proxy;

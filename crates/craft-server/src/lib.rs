@@ -10,7 +10,8 @@
 //! - [`stores`]: opens the store a URL names and measures every call;
 //! - [`login`]: the optional identity service;
 //! - [`metrics`]: Prometheus metrics and health;
-//! - on orchestrators: the [`admin`] listener (probes, metrics), [`agones`]
+//! - on orchestrators: the [`admin`] listener (probes, metrics, the admin
+//!   page with its live map), [`agones`]
 //!   (the SDK sidecar), [`imds`] (spot interruption notices), tied together
 //!   by [`lifecycle`].
 

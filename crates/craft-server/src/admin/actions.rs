@@ -20,8 +20,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tracing::info;
 
-use super::AdminState;
 use super::auth::Refusal;
+use super::{AdminState, LOOP_TIMEOUT};
 use crate::world::{AdminRequest, PlayerRef};
 
 /// Longest chat line an operator may broadcast (the client keeps 256
@@ -131,27 +131,31 @@ pub(super) async fn kick(
         (None, None) => return error(StatusCode::BAD_REQUEST, "name a player: id or nick"),
     };
     let (reply, answer) = oneshot::channel();
-    if !state
-        .shared
-        .observers
-        .request(AdminRequest::Kick {
-            player: player.clone(),
-            reply,
-        })
-        .await
-    {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the game loop is not running",
-        );
-    }
-    match answer.await {
-        Ok(Some(nick)) => {
+    let request = AdminRequest::Kick {
+        player: player.clone(),
+        reply,
+    };
+    let asked = async {
+        if state.shared.observers.request(request).await {
+            answer.await.ok()
+        } else {
+            None
+        }
+    };
+    match tokio::time::timeout(LOOP_TIMEOUT, asked).await {
+        Ok(Some(Some(nick))) => {
             info!(%nick, "operator kicked a player");
             Json(json!({ "kicked": nick })).into_response()
         }
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no such player: {player:?}")),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the game loop stopped"),
+        Ok(Some(None)) => error(StatusCode::NOT_FOUND, format!("no such player: {player}")),
+        Ok(None) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the game loop is not running",
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the game loop does not answer",
+        ),
     }
 }
 
@@ -177,11 +181,20 @@ pub(super) async fn broadcast(
             format!("the message must have 1 to {MAX_BROADCAST} bytes"),
         );
     }
-    if !state.shared.control.announce(text).await {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the game loop is not running",
-        );
+    match tokio::time::timeout(LOOP_TIMEOUT, state.shared.control.announce(text)).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the game loop is not running",
+            );
+        }
+        Err(_) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the game loop does not answer",
+            );
+        }
     }
     info!(text, "operator broadcast a message");
     Json(json!({ "sent": text })).into_response()

@@ -12,6 +12,7 @@
 //! the warning ring): no handler waits on the game loop or the store.
 
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
@@ -27,7 +28,7 @@ use tokio::sync::broadcast::error::TryRecvError;
 use super::AdminState;
 use super::logs::{self, LogEntry};
 use super::tiles::MAX_ZOOM;
-use crate::world::{EditEvent, PlayerView, WorldView};
+use crate::world::{EditEvent, WorldView};
 
 /// The pages allow only their own scripts, styles and images (tiles), and
 /// cannot be framed.
@@ -70,42 +71,26 @@ const ASSETS: &[(&str, &str, &str)] = &[
 const DASHBOARD_HTML: &str = include_str!("assets/dashboard.html");
 const MAP_HTML: &str = include_str!("assets/map.html");
 
-/// The dashboard's figures.
+/// The dashboard's figures: the game loop's snapshot and what the admin
+/// side adds.
 #[derive(Debug, Serialize)]
 pub struct Status {
-    /// This server.
-    pub server: String,
+    /// The game loop's snapshot (players, writes, edit rate, bus...).
+    #[serde(flatten)]
+    pub world: WorldView,
     /// craft-server's version.
     pub version: &'static str,
     /// Whether new players are sent here.
     pub ready: bool,
     /// Why not, when not.
     pub not_ready: Option<&'static str>,
-    /// Draining (shutting down).
-    pub draining: bool,
     /// Players on this server.
     pub players_online: usize,
-    /// Players in the whole fleet (`null` without a bus).
-    pub players_fleet: Option<usize>,
-    /// The players, with positions.
-    pub players: Vec<PlayerView>,
-    /// Accepted edits since start.
-    pub edits_total: u64,
-    /// Accepted edits per second, recently.
-    pub edits_per_second: f64,
-    /// Edits waiting for the next write.
-    pub pending_writes: usize,
-    /// Edits being written.
-    pub in_flight_writes: usize,
-    /// Chunks in memory.
-    pub cached_chunks: usize,
     /// The store's last call succeeded.
     pub store_ok: bool,
     /// Store round-trip time, smoothed, in milliseconds (`null` before the
     /// first call).
     pub store_rtt_ms: Option<f64>,
-    /// The fleet bus (`none`).
-    pub bus: crate::world::BusState,
     /// Recent warnings and errors, oldest first.
     pub warnings: Vec<LogEntry>,
     /// Whether actions are possible (a token is configured); the token
@@ -119,38 +104,31 @@ pub struct Status {
 
 /// The figures now.
 pub(super) fn status(state: &AdminState) -> Status {
-    let view: std::sync::Arc<WorldView> = state.shared.observers.view();
+    let mut world = WorldView::clone(&state.shared.observers.view());
     let health = &state.shared.health;
+    // The drain starts before the game loop's next snapshot shows it.
+    world.draining |= health.draining.load(Ordering::Relaxed);
     let readiness = health.readiness();
     let mut warnings = logs::recent();
     let skip = warnings.len().saturating_sub(WARNINGS_SHOWN);
     warnings.drain(..skip);
     Status {
-        server: view.server.to_string(),
         version: env!("CARGO_PKG_VERSION"),
         ready: readiness.is_ok(),
         not_ready: readiness.err(),
-        draining: view.draining || health.draining.load(std::sync::atomic::Ordering::Relaxed),
-        players_online: view.players.len(),
-        players_fleet: view.players_fleet,
-        players: view.players.clone(),
-        edits_total: view.edits_total,
-        edits_per_second: view.edits_per_second,
-        pending_writes: view.pending_writes,
-        in_flight_writes: view.in_flight_writes,
-        cached_chunks: view.cached_chunks,
-        store_ok: health.store_ok.load(std::sync::atomic::Ordering::Relaxed),
+        players_online: world.players.len(),
+        store_ok: health.store_ok.load(Ordering::Relaxed),
         store_rtt_ms: state
             .shared
             .metrics
             .store_rtt
             .get()
             .map(|d| d.as_secs_f64() * 1000.0),
-        bus: view.bus,
         warnings,
         actions: state.app.auth.configured(),
         history: state.app.history.is_some(),
         max_zoom: MAX_ZOOM,
+        world,
     }
 }
 

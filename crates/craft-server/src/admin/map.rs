@@ -28,6 +28,7 @@ use tracing::debug;
 use world_core::coords::ChunkPos;
 use world_core::{BlockStore, StoreError};
 
+use super::LOOP_TIMEOUT;
 use super::settings::AdminConfig;
 use super::tiles::{self, StoredChunk, TileError, TileKey};
 use crate::world::{AdminRequest, EditEvent, Observers};
@@ -39,9 +40,6 @@ const INDEX_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Chunk loads one tile runs at once.
 const LOAD_CONCURRENCY: usize = 8;
-
-/// The longest the game loop may take to list its cached chunks.
-const LOOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why no tile.
 #[derive(Debug, thiserror::Error)]

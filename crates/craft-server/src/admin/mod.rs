@@ -44,6 +44,10 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// The longest an admin request waits for the game loop (a stuck loop
+/// makes the request fail, never hang).
+const LOOP_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Debug)]
 struct AdminState {
     shared: Shared,

@@ -118,6 +118,15 @@ pub enum PlayerRef {
     Nick(String),
 }
 
+impl std::fmt::Display for PlayerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlayerRef::Id(id) => write!(f, "id {id}"),
+            PlayerRef::Nick(nick) => write!(f, "{nick:?}"),
+        }
+    }
+}
+
 /// The stored changes of a chunk the game loop holds in memory.
 #[derive(Clone, Debug)]
 pub struct HotChunk {
@@ -275,14 +284,14 @@ impl World {
     pub(crate) fn publish_view(&mut self) {
         let edits_total: u64 = ["block", "light", "sign"]
             .into_iter()
-            .map(|kind| {
-                self.metrics
-                    .edits
-                    .get_or_create(&EditLabels {
-                        kind,
-                        result: "accepted",
-                    })
-                    .get()
+            .filter_map(|kind| {
+                // `get`, not `get_or_create`: the scrape shows only the
+                // series that happened.
+                let labels = EditLabels {
+                    kind,
+                    result: "accepted",
+                };
+                self.metrics.edits.get(&labels).map(|c| c.get())
             })
             .sum();
         let now = Instant::now();

@@ -26,6 +26,13 @@ start_moto
 start_dataapi
 start_nats
 
+# The admin page's browser test needs Chromium; it is not a service this
+# script starts, so say so up front (the test fails without it here).
+if ! command -v chromium >/dev/null 2>&1 && [[ -z "${CRAFT_CHROMIUM:-}" ]]; then
+    log "chromium is missing: the browser test will fail; install it with" \
+        "'apt-get install -y --no-install-recommends chromium' (or set CRAFT_CHROMIUM)"
+fi
+
 export CRAFT_TEST_REQUIRE_SERVICES=1
 log "running cargo test"
 cargo test --workspace --all-targets "$@"

@@ -16,7 +16,7 @@ pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// Validated settings of a [`PostgresBus`](crate::PostgresBus).
 ///
 /// `Debug` shows no password (the store's `Config` hides it).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     store: store_postgres::Config,
     ping_interval: Duration,

@@ -11,9 +11,10 @@
 //! - [`stores`]: opens the store a URL names and measures every call;
 //! - [`login`]: the optional identity service;
 //! - [`metrics`]: Prometheus metrics and health;
-//! - on orchestrators: the [`admin`] listener (probes, metrics), [`agones`]
-//!   (the SDK sidecar), [`imds`] (spot interruption notices); both ask for
-//!   the drain through [`control`], and [`server`] starts them.
+//! - on orchestrators: the [`admin`] listener (probes, metrics, the admin
+//!   page with its live map), [`agones`] (the SDK sidecar), [`imds`] (spot
+//!   interruption notices); both ask for the drain through [`control`], and
+//!   [`server`] starts them.
 
 pub mod admin;
 pub mod admission;

@@ -10,18 +10,23 @@ use craft_server::server::{self, Shared};
 use craft_server::stores;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr: stdout is for what a subcommand prints (`config`).
     let colour = std::env::var_os("NO_COLOR").is_none()
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    tracing_subscriber::registry()
+        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(colour),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
+        // Recent warnings for the admin dashboard.
+        .with(craft_server::admin::logs::layer())
         .init();
     let config = match cli.load_config() {
         Ok(config) => config,

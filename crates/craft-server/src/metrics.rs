@@ -111,6 +111,9 @@ pub struct Metrics {
     /// Agones health pings by result: `ok`, `failed`, `skipped` (the game
     /// loop is stuck).
     pub agones_health_pings: Family<ResultLabel, Counter>,
+    /// Store call latency, smoothed, for the admin page (Prometheus gets
+    /// the histogram).
+    pub store_rtt: Ewma,
     store: OnceLock<Arc<dyn BlockStore>>,
 }
 
@@ -254,6 +257,7 @@ impl Metrics {
             pending_edits_limit,
             outbound_limit_bytes,
             agones_health_pings,
+            store_rtt: Ewma::default(),
             store: OnceLock::new(),
         }
     }
@@ -318,6 +322,41 @@ impl Metrics {
             out.push_str("# EOF\n");
         }
         out
+    }
+}
+
+/// An exponentially weighted moving average of durations, lock-free.
+#[derive(Debug, Default)]
+pub struct Ewma {
+    /// The average in seconds as `f64` bits; 0 before the first sample.
+    bits: AtomicU64,
+}
+
+impl Ewma {
+    /// Weight of a new sample: the average follows the last twenty or so.
+    const ALPHA: f64 = 0.1;
+
+    /// Adds a sample.
+    pub fn observe(&self, sample: Duration) {
+        let sample = sample.as_secs_f64();
+        // The closure always answers, so the update always lands.
+        let _ = self
+            .bits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let old = f64::from_bits(bits);
+                let new = if bits == 0 {
+                    sample
+                } else {
+                    old + Self::ALPHA * (sample - old)
+                };
+                Some(new.to_bits())
+            });
+    }
+
+    /// The average, `None` before the first sample.
+    pub fn get(&self) -> Option<Duration> {
+        let bits = self.bits.load(Ordering::Relaxed);
+        (bits != 0).then(|| Duration::from_secs_f64(f64::from_bits(bits).max(0.0)))
     }
 }
 

@@ -22,7 +22,7 @@ use crate::imds;
 use crate::metrics::{Clock, Health, Metrics};
 use crate::outbound::Outbound;
 use crate::stores::Instrumented;
-use crate::world::{Event, World};
+use crate::world::{Event, Observers, World};
 
 /// Events waiting for the game loop, at most. Senders wait beyond it, which
 /// slows the fastest clients first.
@@ -37,6 +37,10 @@ pub struct Shared {
     pub health: Arc<Health>,
     /// Drain requests and announcements from outside the game loop.
     pub control: Arc<Control>,
+    /// What the game loop publishes for the admin page, and its requests.
+    pub observers: Arc<Observers>,
+    /// The admin page's settings.
+    pub admin: Arc<crate::admin::AdminConfig>,
 }
 
 impl Shared {
@@ -52,6 +56,8 @@ impl Shared {
             metrics: Arc::new(Metrics::new()),
             health: Arc::new(Health::with_clock(config.max_players, clock)),
             control: Arc::new(Control::new()),
+            observers: Arc::new(Observers::new()),
+            admin: Arc::new(config.admin.clone()),
         }
     }
 }
@@ -71,6 +77,8 @@ pub async fn run(
         metrics,
         health,
         control,
+        observers,
+        ..
     } = shared;
     let outbound_cap = outbound_cap(&config);
     metrics
@@ -89,13 +97,15 @@ pub async fn run(
     let probe_stop = CancellationToken::new();
     let probe = spawn_store_probe(store.clone(), health.clone(), probe_stop.clone());
     let (events, rx) = mpsc::channel(EVENT_QUEUE);
+    observers.attach(events.clone(), store.clone());
     let world = World::new(
         config.clone(),
         store,
         metrics.clone(),
         health.clone(),
         events.clone(),
-    );
+    )
+    .with_observers(observers.clone());
     let world = tokio::spawn(world.run(rx));
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "listening for Craft clients");

@@ -187,6 +187,7 @@ impl ForwardingStore for Instrumented {
             return;
         }
         let op = call.name();
+        self.metrics.store_rtt.observe(elapsed);
         self.metrics
             .store_call_seconds
             .get_or_create(&OpLabel { op: op.to_owned() })

@@ -54,6 +54,27 @@ fn config_prints_the_effective_settings_without_secrets() {
 }
 
 #[test]
+fn config_never_prints_the_admin_token() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("craft.toml");
+    std::fs::write(
+        &file,
+        "[admin]\ntoken = \"correct-horse-battery-staple\"\ntile_renders = 2\n",
+    )
+    .expect("write");
+    let out = craft_server(&["--config", file.to_str().expect("path"), "config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tile_renders = 2"), "{text}");
+    assert!(text.contains("token = \"***\""), "{text}");
+    assert!(!text.contains("correct-horse"), "{text}");
+}
+
+#[test]
 fn bad_settings_are_clear_errors() {
     let out = craft_server(&["--store", "mongodb://x", "config"]);
     assert!(out.status.success(), "config does not open the store");

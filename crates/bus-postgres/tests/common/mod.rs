@@ -72,15 +72,26 @@ impl PgHarness {
 
     /// Bus settings: this role, short timeouts, quick reconnection.
     pub fn config(&self) -> Config {
-        let store = store_postgres::Config::builder()
-            .url(self.url.as_str())
-            .user(self.role.as_str())
-            .password(PASSWORD)
-            .application_name(self.role.as_str())
-            .connect_timeout(Duration::from_secs(5))
-            .statement_timeout(Duration::from_secs(10))
-            .build()
-            .expect("test config");
+        let mut url = url::Url::parse(&self.url).expect("test URL");
+        url.set_username(&self.role).expect("user in the URL");
+        url.set_password(Some(PASSWORD))
+            .expect("password in the URL");
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(name, _)| {
+                !["application_name", "connect_timeout", "statement_timeout"]
+                    .contains(&name.as_ref())
+            })
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(kept)
+            .append_pair("application_name", &self.role)
+            .append_pair("connect_timeout", "5s")
+            .append_pair("statement_timeout", "10s");
+        let store =
+            store_postgres::Config::from_env_and_url(url.as_str(), |_| None).expect("test config");
         Config::new(store)
             .ping_interval(Duration::from_secs(1))
             .reconnect_delays(Duration::from_millis(20), Duration::from_millis(300))

@@ -112,6 +112,7 @@ impl World {
                 state.clear_decor(pos);
             }
         }
+        self.publish_edit(pos, w);
         self.edited();
         Step::Done
     }

@@ -331,6 +331,8 @@ pub struct Config {
     pub agones: AgonesConfig,
     /// Spot interruption notices from the EC2 metadata service.
     pub imds: ImdsConfig,
+    /// The admin page: operator token, map tile budget.
+    pub admin: crate::admin::AdminConfig,
 }
 
 impl Default for Config {
@@ -355,6 +357,7 @@ impl Default for Config {
             interest: Interest::default(),
             agones: AgonesConfig::default(),
             imds: ImdsConfig::default(),
+            admin: crate::admin::AdminConfig::default(),
         }
     }
 }
@@ -438,6 +441,7 @@ impl Config {
         }
         self.agones.validate().map_err(ConfigError::Invalid)?;
         self.imds.validate().map_err(ConfigError::Invalid)?;
+        self.admin.validate().map_err(ConfigError::Invalid)?;
         if self
             .welcome
             .iter()

@@ -18,6 +18,7 @@ mod chunks;
 mod flush;
 pub(crate) mod players;
 mod sync;
+mod view;
 
 use std::collections::HashMap;
 
@@ -39,6 +40,10 @@ use world_core::{BlockStore, StoreError};
 
 pub use chunks::{BlockEntry, ChunkCache, ChunkSlot, ChunkState, Load};
 pub use players::{ConnId, Grid, IdPool, Player, Queued, Roster, Wait};
+pub use view::{
+    AdminRequest, BusState, EditEvent, HotChunk, KICK_MESSAGE, Observers, PlayerRef, PlayerView,
+    WorldView,
+};
 
 use crate::config::Config;
 use crate::login::LoginOutcome;
@@ -46,6 +51,7 @@ use crate::metrics::{Health, Metrics};
 use crate::outbound::Outbound;
 use flush::Flusher;
 use sync::SyncState;
+use view::ViewState;
 
 /// Something that happened outside the game loop.
 #[derive(Debug)]
@@ -124,6 +130,8 @@ pub enum Event {
     Announce(String),
     /// Start the shutdown drain.
     Shutdown,
+    /// A request from the admin listener.
+    Admin(AdminRequest),
 }
 
 /// The game loop's state.
@@ -148,6 +156,8 @@ pub struct World {
     pub(crate) draining: Option<Instant>,
     /// Scratch buffer for recipient lists.
     pub(crate) scratch: Vec<ConnId>,
+    /// What the admin listener sees.
+    pub(crate) view: ViewState,
 }
 
 impl std::fmt::Debug for World {
@@ -210,6 +220,7 @@ impl World {
             saving_players: false,
             draining: None,
             scratch: Vec::new(),
+            view: ViewState::new(Arc::new(Observers::new())),
         }
     }
 
@@ -255,6 +266,7 @@ impl World {
                         debug!(evicted, "evicted cold chunks");
                     }
                     self.update_gauges();
+                    self.publish_view();
                 }
             }
             if self.draining.is_some() && self.drain_step().await {
@@ -299,6 +311,7 @@ impl World {
             }
             Event::Announce(text) => self.broadcast(&[ServerMessage::Talk(&text)], None),
             Event::Shutdown => self.start_drain(),
+            Event::Admin(request) => self.on_admin(request),
         }
     }
 

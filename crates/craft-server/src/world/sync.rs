@@ -251,6 +251,11 @@ impl World {
                 self.push(player, &lines, count);
             }
         }
+        for (pos, w) in &changed_blocks {
+            if *w >= 0 && pos.chunk() == chunk {
+                self.publish_edit(*pos, *w);
+            }
+        }
         if !changed_blocks.is_empty() {
             debug!(%chunk, blocks = changed_blocks.len(), "merged changes from another server");
         }

@@ -68,6 +68,10 @@ pub struct TestStore {
     pub ping_down: AtomicBool,
     /// `apply` waits while set.
     pub hold_apply: AtomicBool,
+    /// `list_chunks` waits while set.
+    pub hold_list: AtomicBool,
+    /// `list_chunks` calls started.
+    pub lists: AtomicUsize,
     journal: Option<Journal>,
 }
 
@@ -107,6 +111,12 @@ impl ForwardingStore for TestStore {
                 ));
             }
             StoreCall::Close => self.note("store: close".to_owned()),
+            StoreCall::ListChunks => {
+                self.lists.fetch_add(1, Ordering::SeqCst);
+                while self.hold_list.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
             _ => {}
         }
         Ok(())

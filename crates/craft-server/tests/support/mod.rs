@@ -2,6 +2,7 @@
 //! transcript replayer.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod fakes;
 pub mod process;
 pub mod proxy;
@@ -23,20 +24,27 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 use world_core::BlockStore;
 
-/// The shared fixtures directory (`<repo>/../shared/fixtures`, or
-/// `$CRAFT_FIXTURES`).
+/// The shared fixtures directory: `$CRAFT_FIXTURES`, else `shared/fixtures`
+/// beside the workspace root or beside one of its ancestors (git worktrees
+/// sit deeper than the main checkout).
 pub fn fixtures() -> PathBuf {
     if let Some(dir) = std::env::var_os("CRAFT_FIXTURES") {
         return PathBuf::from(dir);
     }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = repo.join("../shared/fixtures");
-    assert!(
-        dir.is_dir(),
-        "fixtures not found at {} (set CRAFT_FIXTURES)",
-        dir.display()
-    );
-    dir
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let repo = manifest
+        .ancestors()
+        .nth(2)
+        .expect("crates/craft-server sits two levels below the workspace root");
+    let tried: Vec<PathBuf> = repo
+        .ancestors()
+        .skip(1)
+        .map(|dir| dir.join("shared/fixtures"))
+        .collect();
+    match tried.iter().find(|dir| dir.is_dir()) {
+        Some(dir) => dir.clone(),
+        None => panic!("fixtures not found (set CRAFT_FIXTURES); tried {tried:?}"),
+    }
 }
 
 /// A server running in this process, on its own runtime and threads (as

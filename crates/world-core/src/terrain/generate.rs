@@ -60,6 +60,12 @@ pub(super) trait Writes {
     fn ground(&mut self, x: i32, z: i32, h: i32, w: i32);
     /// One write.
     fn block(&mut self, x: i32, y: i32, z: i32, w: i32);
+    /// Whether the clouds are wanted: they are most of the generator's
+    /// work (eight 3D noise samples per column), and a view from above
+    /// leaves them out.
+    fn clouds(&self) -> bool {
+        true
+    }
 }
 
 /// Adapts a plain callback to [`Writes`], expanding ground columns.
@@ -140,6 +146,9 @@ pub(super) fn run(chunk: ChunkPos, columns: Columns, out: &mut impl Writes) {
                 if room && f64::from(simplex2(x as f32, z as f32, 6, 0.5, 2.0)) > 0.84 {
                     plant_tree(x, h, z, out);
                 }
+            }
+            if !out.clouds() {
+                continue;
             }
             for y in CLOUD_YS {
                 let density = simplex3(

@@ -12,7 +12,9 @@
 //! - [`ChunkTerrain`]: one chunk's own blocks, last write wins, compact
 //!   (about 2 KiB plus 4 bytes per non-ground block) with allocation-free
 //!   lookups; what a server caches;
-//! - [`block_at`]: one block, generating its chunk (slow; tests and tools).
+//! - [`block_at`]: one block, generating its chunk (slow; tests and tools);
+//! - [`ChunkSurface`]: the view from above (each column's highest block,
+//!   clouds left out), for maps.
 //!
 //! Precision follows the C build (`-std=c99`, x86-64): noise inputs such as
 //! `x * 0.01` are computed in `f64` and rounded to `f32`, all noise math is
@@ -24,6 +26,7 @@
 mod chunk;
 mod generate;
 mod noise;
+mod surface;
 
 pub use chunk::{ChunkTerrain, block_at};
 
@@ -33,3 +36,4 @@ pub use chunk::{ChunkTerrain, block_at};
 pub const TERRAIN_TOP: i32 = 71;
 pub use generate::generate_chunk;
 pub use noise::{simplex2, simplex3};
+pub use surface::{ChunkSurface, Top};

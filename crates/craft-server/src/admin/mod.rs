@@ -1,27 +1,42 @@
 //! The admin HTTP listener (`admin_listen`, off unless set): probes and
-//! metrics for Kubernetes and Prometheus.
+//! metrics for Kubernetes and Prometheus, and a page for people.
 //!
 //! | path | answer |
 //! |---|---|
 //! | `/healthz` | liveness: 200 while the game loop turns (it turns at least every 250 ms); 503 once it has not for `stall_timeout` |
 //! | `/readyz` | readiness: 200 when the store answers, the server is not draining, not full and not read-only (too many edits waiting for the store); 503 with the reason otherwise |
 //! | `/metrics` | every metric in the OpenMetrics text format (what `prometheus-client` encodes; Prometheus scrapes it as is) |
+//! | `/`, `/map`, `/assets/…`, `/api/status`, `/api/events` | the dashboard and the live map ([`dashboard`]) |
+//! | `/tiles/{zoom}/{x}/{y}` | map tiles, PNG ([`map`], [`tiles`]) |
+//! | `POST /api/kick`, `/api/broadcast`, `/api/drain`, `/api/rollback` | operator actions, with the token ([`actions`], [`auth`]) |
 //!
-//! Handlers only read atomics and encode metrics: they never wait on the
-//! game loop or the store, so a probe answers even when both are stuck.
+//! Probe handlers only read atomics and encode metrics: they never wait on
+//! the game loop or the store, so a probe answers even when both are
+//! stuck. The pages read the game loop's published snapshots; only tiles
+//! and actions talk to it (as events) or to the store.
+
+pub mod actions;
+pub mod auth;
+pub mod dashboard;
+pub mod logs;
+pub mod map;
+mod settings;
+pub mod tiles;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
 use crate::server::Shared;
+pub use settings::{AdminConfig, AdminToken};
 
 /// The content type of `/metrics`: `prometheus_client::encoding::text`
 /// writes OpenMetrics 1.0 (ending in `# EOF`).
@@ -29,33 +44,78 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// The longest an admin request waits for the game loop (a stuck loop
+/// makes the request fail, never hang).
+const LOOP_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Debug)]
 struct AdminState {
     shared: Shared,
     stall_timeout: Duration,
+    app: Arc<App>,
+}
+
+/// What the page's handlers share.
+#[derive(Debug)]
+struct App {
+    auth: auth::Auth,
+    tiles: map::Tiles,
+    history: Option<Arc<dyn actions::History>>,
+}
+
+impl AdminState {
+    fn new(shared: Shared, stall_timeout: Duration) -> Self {
+        let app = App {
+            auth: auth::Auth::new(&shared.admin, |name| std::env::var(name).ok()),
+            tiles: map::Tiles::new(shared.observers.clone(), &shared.admin),
+            history: actions::history(&shared),
+        };
+        Self {
+            shared,
+            stall_timeout,
+            app: Arc::new(app),
+        }
+    }
 }
 
 /// The admin routes over `shared`; `/healthz` fails once the game loop has
 /// not turned for `stall_timeout`.
 pub fn router(shared: Shared, stall_timeout: Duration) -> Router {
+    routes(AdminState::new(shared, stall_timeout))
+}
+
+fn routes(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(AdminState {
-            shared,
-            stall_timeout,
-        })
+        .route("/", get(dashboard::dashboard_page))
+        .route("/map", get(dashboard::map_page))
+        .route("/assets/{name}", get(dashboard::asset))
+        .route("/api/status", get(dashboard::status_json))
+        .route("/api/events", get(dashboard::events))
+        .route("/tiles/{zoom}/{x}/{y}", get(map::tile))
+        .route("/api/kick", post(actions::kick))
+        .route("/api/broadcast", post(actions::broadcast))
+        .route("/api/drain", post(actions::drain))
+        .route("/api/rollback", post(actions::rollback))
+        .with_state(state)
 }
 
 /// Serves the admin routes on `listener` until the task is dropped (the
 /// process exits): probes keep answering during the drain, when readiness
 /// says `draining`.
 pub async fn serve(listener: TcpListener, shared: Shared, stall_timeout: Duration) {
+    let state = AdminState::new(shared, stall_timeout);
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "admin listener: /healthz /readyz /metrics");
+        let actions = if state.app.auth.configured() {
+            "actions with the token"
+        } else {
+            "read-only: no admin token"
+        };
+        info!(%addr, "admin listener: /healthz /readyz /metrics, the page on / ({actions})");
     }
-    if let Err(e) = axum::serve(listener, router(shared, stall_timeout)).await {
+    if let Err(e) = axum::serve(listener, routes(state)).await {
         error!(error = %e, "the admin listener stopped");
     }
 }
@@ -66,6 +126,7 @@ pub async fn spawn(
     shared: Shared,
     stall_timeout: Duration,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
+    auth::Auth::new(&shared.admin, |name| std::env::var(name).ok()).preflight()?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr} (admin_listen): {e}"))?;

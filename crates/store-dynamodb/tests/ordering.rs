@@ -248,9 +248,8 @@ async fn a_store_skips_its_own_abandoned_reservation_at_once() {
     assert!(store.counter_total(SKIPPED) >= 2.0);
 }
 
-/// Holds the first `BatchWriteItem` until released (blocking its worker
-/// thread: a writer that is alive but slow). Only one: the runtime's
-/// other workers must stay free to drive the test's timers.
+/// Holds the first `BatchWriteItem` until released, blocking the thread
+/// that sends it: a writer that is alive but slow.
 #[derive(Clone, Debug, Default)]
 struct HoldWrites {
     entered: Arc<AtomicBool>,
@@ -282,25 +281,42 @@ impl Intercept for HoldWrites {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_writer_that_was_skipped_writes_again_under_new_keys() {
-    let hold = HoldWrites::default();
-    let interceptor = hold.clone();
-    let Some(store) = store_with(Duration::from_secs(3600), |b| b.interceptor(interceptor)).await
-    else {
+    let Some(endpoint) = test_service(common::ENDPOINT_VAR) else {
         return;
     };
+    let mut config: Config = common::config(&endpoint, "ordering");
+    config.stuck_after = Duration::from_secs(3600);
+    // The test's own store (creates the table); the slow writer gets a
+    // store of its own on its own thread and runtime, because holding a
+    // request blocks the thread that sends it: on the test's runtime that
+    // could strand tasks the rest of the test needs.
+    let store = DynamoStore::open_with(config.clone(), common::test_credentials)
+        .await
+        .expect("open");
     let chunk = ChunkPos::new(-4, -4);
     let mut batch = Batch::new();
     for i in 0..3 {
         batch.set_block(chunk, BlockPos::new(-128 + i, 7, -128), 5, meta());
     }
-    let store = Arc::new(store);
-    let writer = {
-        let store = store.clone();
-        let batch = batch.clone();
-        tokio::spawn(async move { store.apply(&batch).await })
-    };
+    let hold = HoldWrites::default();
+    let interceptor = hold.clone();
+    let writer = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("writer runtime");
+        runtime.block_on(async move {
+            let slow = DynamoStore::open_with(config, |b| {
+                common::test_credentials(b).interceptor(interceptor)
+            })
+            .await
+            .expect("open the slow writer's store");
+            let receipt = slow.apply(&batch).await;
+            (receipt, slow.counter_total(REWRITES))
+        })
+    });
     // While the writer's items are held in flight (its keys 1..=3
     // reserved), someone (a reader that took it for crashed) moves the
     // watermark over them.
@@ -320,9 +336,13 @@ async fn a_slow_writer_that_was_skipped_writes_again_under_new_keys() {
         .await;
     hold.released.store(true, Ordering::SeqCst);
     skipped.expect("skip");
-    let receipt = writer.await.expect("join").expect("apply");
+    let (receipt, rewrites) = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .expect("join")
+        .expect("the writer thread");
+    let receipt = receipt.expect("apply");
     assert_eq!((receipt.chunks[0].before, receipt.chunks[0].after), (3, 6));
-    assert_eq!(store.counter_total(REWRITES), 1.0);
+    assert_eq!(rewrites, 1.0);
     let data = store.load_chunk(chunk, 3).await.expect("load");
     assert_eq!(
         data.blocks.len(),

@@ -542,13 +542,18 @@ def check_references(opts: Options, objs: list[Obj]) -> Check:
             game_port = int(listen.rsplit(":", 1)[1])
             if game_port not in ports.values():
                 err.append(f"{cwhere}: game port {game_port} (listen = {listen}) is not exposed {sorted(ports.values())}")
-            pre = preStop_seconds(c)
+            try:
+                notice = parse_duration(config.get("shutdown", {}).get("notice", "0s"))
+            except ValueError as e:
+                err.append(f"{cwhere}: shutdown.notice: {e}")
+                notice = 0
+            pre = preStop_seconds(c) + notice
             grace = pod.get("terminationGracePeriodSeconds", 30)
             if pre != pre:  # NaN
                 err.append(f"{cwhere}: preStop hook of unknown duration: use sleep")
             elif grace < pre + timeout + SHUTDOWN_MARGIN_S:
                 err.append(
-                    f"{cwhere}: terminationGracePeriodSeconds {grace} < preStop {pre:g} s + shutdown.timeout "
+                    f"{cwhere}: terminationGracePeriodSeconds {grace} < preStop + shutdown.notice {pre:g} s + shutdown.timeout "
                     f"{timeout:g} s + {SHUTDOWN_MARGIN_S} s margin: the flush could be killed"
                 )
             if not on_demand_only(pod) and grace > SPOT_NOTICE_S:

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Deserialize;
 use tracing::{debug, info, warn};
 
-use crate::config::ImdsConfig;
+use crate::config::{ImdsConfig, ShutdownConfig};
 use crate::control::Control;
 
 /// Header asking for a token of that many seconds.
@@ -108,6 +108,8 @@ pub struct Watcher {
     config: ImdsConfig,
     token: Option<(String, Instant)>,
     rebalance_seen: bool,
+    flush_reserve: Duration,
+    rebalance_notice: Duration,
 }
 
 impl Watcher {
@@ -126,7 +128,18 @@ impl Watcher {
             config: config.clone(),
             token: None,
             rebalance_seen: false,
+            flush_reserve: ShutdownConfig::default().flush_reserve,
+            rebalance_notice: Duration::ZERO,
         })
+    }
+
+    /// Takes the shutdown timing from `shutdown`: an interruption closes
+    /// connections `flush_reserve` before the instance goes away, a
+    /// rebalance recommendation (when it drains) after `notice`.
+    pub fn with_shutdown(mut self, shutdown: &ShutdownConfig) -> Self {
+        self.flush_reserve = shutdown.flush_reserve;
+        self.rebalance_notice = shutdown.notice;
+        self
     }
 
     /// Polls until a notice arrives, then warns the players and starts the
@@ -173,17 +186,28 @@ impl Watcher {
                 let left = at
                     .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default())
                     .unwrap_or(SPOT_NOTICE);
-                warn!(%action, seconds_left = left.as_secs(), "spot interruption notice: draining");
+                warn!(%action, seconds_left = left.as_secs(), "spot interruption notice: counting down");
                 control
                     .announce(&self.config.interruption_message(left))
                     .await;
-                control.request_drain(&format!("spot interruption ({action})"));
+                // Connections close early enough for the last flush to land
+                // before the instance goes away.
+                let close_in = left.saturating_sub(self.flush_reserve);
+                control.schedule_shutdown(
+                    &format!("spot interruption ({action})"),
+                    tokio::time::Instant::now() + close_in,
+                    true,
+                );
                 true
             }
             Notice::Rebalance if self.config.drain_on_rebalance => {
                 warn!("EC2 rebalance recommendation: draining");
                 control.announce(&self.config.rebalance_message).await;
-                control.request_drain("rebalance recommendation");
+                control.schedule_shutdown(
+                    "rebalance recommendation",
+                    tokio::time::Instant::now() + self.rebalance_notice,
+                    true,
+                );
                 true
             }
             Notice::Rebalance => {

@@ -25,6 +25,7 @@ mod commands;
 pub mod config;
 pub mod connection;
 pub mod control;
+pub mod countdown;
 pub mod imds;
 pub mod login;
 pub mod metrics;

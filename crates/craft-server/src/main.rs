@@ -83,7 +83,19 @@ async fn serve(config: Config) -> Result<(), String> {
         // Probes must answer through the drain: the task lives until exit.
         craft_server::admin::spawn(addr, shared.clone(), config.stall_timeout).await?;
     }
-    let mut signal = Box::pin(shutdown_signal());
+    let notice = config.shutdown.notice;
+    let control = shared.control.clone();
+    let mut signal = Box::pin(async move {
+        shutdown_signal().await;
+        if notice.is_zero() {
+            return;
+        }
+        // Players get a countdown and play on; a second signal means now.
+        control.mark_signalled();
+        control.schedule_shutdown("signal", tokio::time::Instant::now() + notice, false);
+        shutdown_signal().await;
+        info!("second signal: draining at once");
+    });
     let drained = server::run(listener, store, config, shared, &mut signal).await;
     if drained.wait_for_signal() {
         // Exiting now would only get the server restarted on the node that

@@ -421,6 +421,9 @@ pub struct Health {
     last_turn_ms: AtomicU64,
     /// The server is shutting down.
     pub draining: AtomicBool,
+    /// A shutdown is scheduled (a countdown runs): players play on, but
+    /// new ones should go elsewhere.
+    pub shutdown_scheduled: AtomicBool,
     /// The drain is over (every edit stored); the process only waits for
     /// its signal.
     pub drained: AtomicBool,
@@ -449,6 +452,7 @@ impl Health {
             clock,
             last_turn_ms: AtomicU64::new(0),
             draining: AtomicBool::new(false),
+            shutdown_scheduled: AtomicBool::new(false),
             drained: AtomicBool::new(false),
             edits_full: AtomicBool::new(false),
             store_ok: AtomicBool::new(false),
@@ -490,6 +494,8 @@ impl Health {
     pub fn readiness(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::Relaxed) {
             Err("draining")
+        } else if self.shutdown_scheduled.load(Ordering::Relaxed) {
+            Err("shutdown scheduled")
         } else if self.edits_full.load(Ordering::Relaxed) {
             Err(READ_ONLY_REASON)
         } else if !self.store_ok.load(Ordering::Relaxed) {

@@ -123,6 +123,11 @@ pub async fn run(
         }
     };
     control.attach(events.clone());
+    let countdown = tokio::spawn(crate::countdown::run(
+        control.clone(),
+        config.shutdown.clone(),
+        health.clone(),
+    ));
     let sidecars = Sidecars::start(&config, &health, &metrics, &control);
     let connections = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
@@ -178,6 +183,7 @@ pub async fn run(
         }
     }
     drop(listener);
+    countdown.abort();
     let reason = control.drain_reason().unwrap_or("signal").to_owned();
     info!(reason, "shutdown requested: no longer accepting players");
     let _ = events.send(Event::Shutdown).await;
@@ -212,7 +218,7 @@ pub async fn run(
         .store(true, std::sync::atomic::Ordering::Relaxed);
     Drained {
         reason,
-        by_itself: control.drain_requested(),
+        by_itself: control.drain_requested() && !control.signalled(),
         orchestrated,
         unwritten,
     }
@@ -310,6 +316,7 @@ impl Sidecars {
         let imds = if config.imds.enabled.resolve(imds::on_ec2) {
             match imds::Watcher::new(&config.imds) {
                 Ok(watcher) => {
+                    let watcher = watcher.with_shutdown(&config.shutdown);
                     info!(base_url = %config.imds.base_url, "watching for spot interruption notices");
                     Some(tokio::spawn(watcher.run(control.clone())))
                 }

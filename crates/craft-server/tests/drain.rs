@@ -26,6 +26,21 @@ use world_core::BlockStore;
 const WAIT: Duration = Duration::from_secs(30);
 const SHUTDOWN_MESSAGE: &str = "T,Game server maintenance is pending - your universe is saved";
 
+/// `shutdown.grace` unless configured.
+const DEFAULT_GRACE: Duration = Duration::from_secs(3);
+/// The warning is sent the moment the drain starts, and the grace counts
+/// from that moment too: allow for the line's own trip.
+const SLACK: Duration = Duration::from_millis(250);
+
+/// Reads until the server closes the connection; how long that took.
+async fn until_closed(client: &mut Client) -> Duration {
+    let started = Instant::now();
+    while client.line(WAIT).await.is_some() {}
+    let open = started.elapsed();
+    assert!(open < WAIT, "the connection was never closed");
+    open
+}
+
 async fn join(addr: SocketAddr) -> Client {
     let mut client = Client::connect(addr).await;
     client.send("V,1").await;
@@ -54,9 +69,16 @@ async fn sigterm_warns_flushes_and_exits_zero() {
     let started = Instant::now();
     server.sigterm();
     alice.until(WAIT, |l| l == SHUTDOWN_MESSAGE).await;
+    // The client quits when its connection closes: the warning must stay
+    // on screen for the whole grace (3 s by default) first.
+    let open = until_closed(&mut alice).await;
+    assert!(
+        open >= DEFAULT_GRACE - SLACK,
+        "connection closed {open:?} after the warning"
+    );
     let status = server.exit(Duration::from_secs(100)).await;
     let took = started.elapsed();
-    eprintln!("SIGTERM to exit with 20 pending edits ({store}): {took:?}");
+    eprintln!("SIGTERM to exit with 20 pending edits ({store}): {took:?}, warning shown {open:?}");
     assert!(
         status.success(),
         "exit status {status}: {:#?}",
@@ -87,6 +109,75 @@ async fn sigterm_warns_flushes_and_exits_zero() {
             "edit at x = {x} lost"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_notice_counts_down_while_players_play_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite:{}", dir.path().join("craft.db").display());
+    let config = dir.path().join("notice.toml");
+    std::fs::write(
+        &config,
+        r#"
+commit_interval = "10m"
+[shutdown]
+notice = "8s"
+countdown = [5]
+grace = "2s"
+"#,
+    )
+    .expect("config");
+    let config = config.to_string_lossy().into_owned();
+    let mut server = Server::start(&["--config", &config, "--store", &store]).await;
+    let mut alice = join(server.game).await;
+    let mut bob = join(server.game).await;
+
+    server.sigterm();
+    let countdown = |l: &str| l.starts_with("T,This server shuts down in ");
+    let first = alice.until(WAIT, countdown).await;
+    assert_eq!(
+        first.last().map(String::as_str),
+        Some("T,This server shuts down in 8 seconds - your universe is saved")
+    );
+    // Still playing: an edit is accepted and reaches the other player, and
+    // the server no longer asks for new players.
+    alice.send("B,7,120,7,5").await;
+    bob.until(WAIT, |l| l == "B,0,0,7,120,7,5").await;
+    let (status, _, body) = support::http_get(&format!("http://{}/readyz", server.admin)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shutdown scheduled"), "{body}");
+
+    let lines = alice.until(WAIT, |l| l == SHUTDOWN_MESSAGE).await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "T,This server shuts down in 5 seconds - your universe is saved"),
+        "{lines:#?}"
+    );
+    let open = until_closed(&mut alice).await;
+    assert!(
+        open >= Duration::from_secs(2) - SLACK,
+        "closed after {open:?}"
+    );
+    let status = server.exit(WAIT).await;
+    assert!(
+        status.success(),
+        "exit status {status}: {:#?}",
+        server.log()
+    );
+
+    let store = store_sqlite::SqliteStore::open_url(&store)
+        .await
+        .expect("reopen the world");
+    let data = store
+        .load_chunk(world_core::coords::ChunkPos::new(0, 0), 0)
+        .await
+        .expect("load");
+    let pos = world_core::coords::BlockPos::new(7, 120, 7);
+    assert!(
+        data.blocks.iter().any(|b| b.pos == pos && b.w == 5),
+        "the edit is stored"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,9 +84,13 @@ async fn a_spot_notice_warns_players_and_drains() {
         c.agones.enabled = Switch::On;
         c.agones.url = Some(agones.url());
         c.commit_interval = Duration::from_secs(60);
+        c.shutdown.flush_reserve = Duration::from_secs(2);
+        c.shutdown.grace = Duration::from_secs(1);
+        c.shutdown.countdown = vec![5];
     })
     .await;
     let mut alice = join(&server).await;
+    let mut bob = join(&server).await;
     alice.send("B,5,120,5,3").await;
     assert!(
         eventually(WAIT, || server.shared.metrics.pending_edits.get() == 1).await,
@@ -102,7 +106,9 @@ async fn a_spot_notice_warns_players_and_drains() {
         "new token"
     );
 
-    let at = SystemTime::now() + Duration::from_secs(120);
+    // A short notice: closes 2 s (the flush reserve) before it runs out,
+    // with a countdown line at 5 s before the close.
+    let at = SystemTime::now() + Duration::from_secs(12);
     imds_fake.interrupt(&format!(
         r#"{{"action": "terminate", "time": "{}"}}"#,
         humantime::format_rfc3339_seconds(at)
@@ -119,14 +125,29 @@ async fn a_spot_notice_warns_players_and_drains() {
         .next()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no seconds in {warning}"));
-    assert!((60..=120).contains(&seconds), "{warning}");
+    assert!((8..=12).contains(&seconds), "{warning}");
     assert!(
         warning.ends_with("seconds - your universe is saved"),
         "{warning}"
     );
-    alice
+    // Play goes on during the countdown; new players are sent elsewhere.
+    assert!(
+        eventually(WAIT, || server.shared.health.readiness()
+            == Err("shutdown scheduled"))
+        .await,
+        "not ready while counting down"
+    );
+    alice.send("B,6,120,5,3").await;
+    bob.until(WAIT, |l| l == "B,0,0,6,120,5,3").await;
+    let lines = alice
         .until(WAIT, |l| l.starts_with("T,Game server maintenance"))
         .await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "T,This server shuts down in 5 seconds - your universe is saved"),
+        "{lines:#?}"
+    );
     assert!(
         server.finished(WAIT).await,
         "the server drained and stopped"
@@ -139,7 +160,7 @@ async fn a_spot_notice_warns_players_and_drains() {
             .unwrap_or_else(|| panic!("{entry} missing from {log:#?}"))
     };
     assert!(
-        at("store: apply 1") < at("agones: POST /shutdown 200"),
+        at("store: apply 2") < at("agones: POST /shutdown 200"),
         "{log:#?}"
     );
     store.inner.reopen();
@@ -150,7 +171,13 @@ async fn a_spot_notice_warns_players_and_drains() {
     )
     .await
     .expect("load");
-    assert!(data.blocks.iter().any(|b| b.w == 3), "the edit was stored");
+    for x in [5, 6] {
+        let pos = world_core::coords::BlockPos::new(x, 120, 5);
+        assert!(
+            data.blocks.iter().any(|b| b.pos == pos && b.w == 3),
+            "the edit at x = {x} was stored"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

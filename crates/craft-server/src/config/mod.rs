@@ -159,14 +159,26 @@ impl Default for LoginConfig {
     }
 }
 
-/// The shutdown (SIGTERM / SIGINT) drain.
+/// The shutdown (SIGTERM / SIGINT, spot notices) drain.
+///
+/// Timeline of a shutdown with notice (a spot interruption, or a signal
+/// when `notice` is set): countdown lines at `countdown` seconds before
+/// the connections close, while everyone keeps playing; `grace` before the
+/// close the drain starts (the final `message`, no new players, a flush);
+/// at the close the connections end and the last flush runs; the process
+/// exits once everything is stored. Without notice (SIGTERM, `notice = 0`)
+/// the drain starts at once and the close follows `grace` later.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShutdownConfig {
     /// Sent to every player when the drain starts.
     pub message: String,
-    /// How long the server keeps reading after the signal, so that lines a
-    /// client sent just before it are still applied.
+    /// How long connections stay open after the drain started (and
+    /// `message` was sent): lines a client sent just before still count,
+    /// and the unmodified client, which quits the moment its connection
+    /// closes, gets time to draw the message (a slow client at 2 frames a
+    /// second needs well over one second). Pending edits are flushed during
+    /// the grace, not after it.
     #[serde(with = "humantime_serde")]
     pub grace: Duration,
     /// The longest the drain may take before the server gives up flushing
@@ -174,15 +186,59 @@ pub struct ShutdownConfig {
     /// period: spot instances get 120 s).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Warning time a SIGTERM (or an EC2 rebalance recommendation) gives
+    /// players before the connections close: a countdown, then the drain.
+    /// 0 (the default) drains at once. Keep `notice + timeout` under the
+    /// pod's `terminationGracePeriodSeconds`; a second signal drains at once.
+    #[serde(with = "humantime_serde")]
+    pub notice: Duration,
+    /// Seconds before the close at which players are told how long is left
+    /// (only those further away than `grace`; the final `message` covers
+    /// the rest).
+    pub countdown: Vec<u64>,
+    /// The countdown line; `{seconds}` becomes the seconds left.
+    pub countdown_message: String,
+    /// Time kept after the close for the last flush when a notice names a
+    /// deadline (a spot interruption: the connections close this long
+    /// before the instance goes away).
+    #[serde(with = "humantime_serde")]
+    pub flush_reserve: Duration,
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
             message: "Game server maintenance is pending - your universe is saved".to_owned(),
-            grace: Duration::from_millis(500),
+            grace: Duration::from_secs(3),
             timeout: Duration::from_secs(90),
+            notice: Duration::ZERO,
+            countdown: vec![90, 60, 30, 10],
+            countdown_message:
+                "This server shuts down in {seconds} seconds - your universe is saved".to_owned(),
+            flush_reserve: Duration::from_secs(15),
         }
+    }
+}
+
+impl ShutdownConfig {
+    /// The countdown line for `seconds` left.
+    pub fn countdown_line(&self, seconds: u64) -> String {
+        self.countdown_message
+            .replace("{seconds}", &seconds.to_string())
+    }
+
+    /// Checks ranges (no I/O).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.grace > self.timeout {
+            return Err("shutdown.grace cannot be longer than shutdown.timeout".into());
+        }
+        if self.countdown_message.contains('\n') {
+            return Err("shutdown.countdown_message cannot contain newlines".into());
+        }
+        if self.notice > Duration::from_secs(3600) {
+            return Err("shutdown.notice must be at most 1h".into());
+        }
+        Ok(())
     }
 }
 
@@ -441,6 +497,7 @@ impl Config {
         }
         self.agones.validate().map_err(ConfigError::Invalid)?;
         self.imds.validate().map_err(ConfigError::Invalid)?;
+        self.shutdown.validate().map_err(ConfigError::Invalid)?;
         self.admin.validate().map_err(ConfigError::Invalid)?;
         if self
             .welcome

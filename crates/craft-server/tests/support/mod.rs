@@ -81,6 +81,9 @@ impl TestServer {
         config.imds.enabled = Switch::Off;
         // Every test client comes from 127.0.0.1.
         config.limits.max_connections_per_ip = 0;
+        // Every test ends with a drain: keep it short unless the test is
+        // about the grace.
+        config.shutdown.grace = Duration::from_millis(300);
         configure(&mut config);
         config.validate().expect("test config is valid");
         let clock = Clock::manual();

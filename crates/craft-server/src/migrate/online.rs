@@ -8,7 +8,8 @@
 //! whole world) and syncs them: both sides are read and only what differs
 //! is written, so signs deleted in the source are deleted in the copy too.
 //! A round that finds nothing lists the source once more for chunks
-//! created since; when that finds nothing either, the copy has caught up.
+//! created since (so does a round every [`LIST_EVERY`] while chunks keep
+//! changing); when that finds nothing either, the copy has caught up.
 //!
 //! With `verify`, the contents are then compared. A chunk that differs
 //! because the source changed after it was synced sends the copy back to
@@ -27,6 +28,10 @@ use world_core::store::{ChunkHead, Key};
 use super::copy::{self, CopySummary};
 use super::verify::{self, Report};
 use super::{Endpoint, MigrateError, Options};
+
+/// While chunks keep changing, how often the source is listed anyway for
+/// chunks created since the copy (else they would wait for a quiet round).
+const LIST_EVERY: Duration = Duration::from_secs(30);
 
 /// How the online copy ends.
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +86,7 @@ pub async fn online(
         "copied; catching up with the source"
     );
     let mut held: BTreeMap<ChunkPos, Key> = copied.heads.clone();
+    let mut last_listed = Instant::now();
     let mut summary = OnlineSummary {
         copy: copied,
         rounds: 0,
@@ -93,7 +99,11 @@ pub async fn online(
             info!("told to stop: catching up a last time");
             stopping = true;
         }
-        let changed = changed_since(source, &held).await?;
+        let list = last_listed.elapsed() >= LIST_EVERY;
+        let changed = changed_since(source, &held, list).await?;
+        if list {
+            last_listed = Instant::now();
+        }
         if !changed.is_empty() {
             let started = Instant::now();
             let count = changed.len();
@@ -150,11 +160,12 @@ pub async fn online(
 }
 
 /// Chunks of the source past the heads in `held`, and chunks it has that
-/// `held` lacks (only looked for when nothing held moved: listing is the
-/// slow call).
+/// `held` lacks. Listing is the slow call: new chunks are only looked for
+/// when nothing held moved, or when `list` says it is time.
 async fn changed_since(
     source: &Endpoint,
     held: &BTreeMap<ChunkPos, Key>,
+    list: bool,
 ) -> Result<Vec<ChunkPos>, MigrateError> {
     let heads: Vec<ChunkHead> = held
         .iter()
@@ -168,14 +179,15 @@ async fn changed_since(
             store: source.name.clone(),
             source: e,
         })?;
-    if !moved.is_empty() {
-        return Ok(moved.into_iter().map(|h| h.chunk).collect());
+    let mut changed: BTreeSet<ChunkPos> = moved.into_iter().map(|h| h.chunk).collect();
+    if changed.is_empty() || list {
+        let listed = source.list().await?;
+        changed.extend(
+            listed
+                .into_iter()
+                .filter(|h| held.get(&h.chunk).is_none_or(|&k| h.head > k))
+                .map(|h| h.chunk),
+        );
     }
-    let listed = source.list().await?;
-    let fresh: BTreeSet<ChunkPos> = listed
-        .into_iter()
-        .filter(|h| held.get(&h.chunk).is_none_or(|&k| h.head > k))
-        .map(|h| h.chunk)
-        .collect();
-    Ok(fresh.into_iter().collect())
+    Ok(changed.into_iter().collect())
 }

@@ -96,11 +96,7 @@ impl Progress {
     fn line(&self) -> String {
         let elapsed = self.started.elapsed();
         let rate = self.done as f64 / elapsed.as_secs_f64().max(1e-3);
-        let percent = if self.total == 0 {
-            100
-        } else {
-            self.done * 100 / self.total
-        };
+        let percent = (self.done * 100).checked_div(self.total).unwrap_or(100);
         let eta = match eta(self.done, self.total, elapsed) {
             Some(eta) => humantime::format_duration(eta).to_string(),
             None => "unknown".to_owned(),

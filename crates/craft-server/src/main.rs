@@ -71,13 +71,13 @@ fn main() -> ExitCode {
                     verify,
                 )
                 .await
-                .map_err(Failure::from)
+                .map_err(migrate_failure)
             }
             Command::Verify { from, to, migrate } => {
                 let to = to.unwrap_or_else(|| config.store.clone());
                 verify(&from, &to, &migrate.options())
                     .await
-                    .map_err(Failure::from)
+                    .map_err(migrate_failure)
             }
         }
     });
@@ -102,24 +102,23 @@ impl From<String> for Failure {
     }
 }
 
-impl From<MigrateError> for Failure {
-    fn from(e: MigrateError) -> Self {
-        let code = e.exit_code();
-        let message = match &e {
-            // The report itself goes to stdout: it is the command's output.
-            MigrateError::Differs(report) => {
-                println!("{report}");
-                format!(
-                    "the stores differ: {} of {} chunks ({} values)",
-                    report.differing.len(),
-                    report.compared,
-                    report.values_differing()
-                )
-            }
-            _ => e.to_string(),
-        };
-        Self { message, code }
-    }
+/// Ends `import` or `verify`: a report of differences is the command's
+/// output (stdout), a one-line summary goes to the log.
+fn migrate_failure(e: MigrateError) -> Failure {
+    let code = e.exit_code();
+    let message = match &e {
+        MigrateError::Differs(report) => {
+            println!("{report}");
+            format!(
+                "the stores differ: {} of {} chunks ({} values)",
+                report.differing.len(),
+                report.compared,
+                report.values_differing()
+            )
+        }
+        _ => e.to_string(),
+    };
+    Failure { message, code }
 }
 
 /// `craft-server import`.

@@ -352,6 +352,29 @@ async fn verify_reports_a_changed_block_and_sign_and_exits_3() {
     );
 }
 
+/// Luanti's failure: a migration that produced a blank world. Counted
+/// and reported, the report bounded.
+#[test]
+fn a_blank_destination_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let from = reference_world(&dir);
+    let blank = format!("sqlite:{}", dir.path().join("blank.db").display());
+    let out = craft_server(&["verify", "--from", &from, "--to", &blank]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("DIFFERENT: 51 of 51 chunks differ (1810 values)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("destination sqlite:"), "{stdout}");
+    assert!(
+        stdout.contains(": 0 chunks, 0 blocks, 0 lights, 0 signs"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("... and 1 more chunks"), "{stdout}");
+    assert!(stdout.lines().count() < 51 * 12 + 10, "{stdout}");
+}
+
 // --- online ----------------------------------------------------------------
 
 /// The binary running `import --online`, its output collected.

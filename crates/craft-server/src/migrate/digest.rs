@@ -186,6 +186,15 @@ impl ChunkDiff {
     pub fn len(&self) -> usize {
         self.blocks.len() + self.lights.len() + self.signs.len()
     }
+
+    /// Keeps the first `n` differences (blocks first, then lights, then
+    /// signs).
+    pub fn truncate(&mut self, n: usize) {
+        self.blocks.truncate(n);
+        self.lights.truncate(n - self.blocks.len());
+        self.signs
+            .truncate(n - self.blocks.len() - self.lights.len());
+    }
 }
 
 fn mismatches<K: Ord + Copy, V: PartialEq>(
@@ -277,6 +286,13 @@ mod tests {
         let diff = ChunkDiff::between(&base, &removed);
         assert_eq!(diff.blocks[0].source, None);
         assert_eq!(diff.blocks[0].dest.as_deref(), Some("0"));
+        let mut all = ChunkDiff::between(&base, &ChunkContent::default());
+        assert_eq!(all.len(), 4);
+        all.truncate(3);
+        assert_eq!(
+            (all.blocks.len(), all.lights.len(), all.signs.len()),
+            (2, 1, 0)
+        );
     }
 
     #[test]

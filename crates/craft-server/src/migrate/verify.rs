@@ -35,8 +35,22 @@ pub struct ChunkReport {
     pub source_rows: usize,
     /// Rows in the destination.
     pub dest_rows: usize,
-    /// What differs.
+    /// Blocks that differ.
+    pub blocks_differing: usize,
+    /// Lights that differ.
+    pub lights_differing: usize,
+    /// Signs that differ.
+    pub signs_differing: usize,
+    /// The first differences (a blank destination must not make the report
+    /// as large as the world).
     pub diff: ChunkDiff,
+}
+
+impl ChunkReport {
+    /// Values that differ in this chunk.
+    pub fn values_differing(&self) -> usize {
+        self.blocks_differing + self.lights_differing + self.signs_differing
+    }
 }
 
 /// Totals of one side.
@@ -89,7 +103,10 @@ impl Report {
 
     /// Values that differ, over all chunks.
     pub fn values_differing(&self) -> usize {
-        self.differing.iter().map(|c| c.diff.len()).sum()
+        self.differing
+            .iter()
+            .map(ChunkReport::values_differing)
+            .sum()
     }
 }
 
@@ -159,9 +176,9 @@ impl fmt::Display for Report {
                 c.source_rows,
                 c.dest_digest,
                 c.dest_rows,
-                c.diff.blocks.len(),
-                c.diff.lights.len(),
-                c.diff.signs.len()
+                c.blocks_differing,
+                c.lights_differing,
+                c.signs_differing
             )?;
             let mut shown = 0;
             write_mismatches(f, &mut shown, "block", &c.diff.blocks, |p| p.to_string())?;
@@ -169,8 +186,8 @@ impl fmt::Display for Report {
             write_mismatches(f, &mut shown, "sign", &c.diff.signs, |(p, face)| {
                 format!("{p} face {face}")
             })?;
-            if c.diff.len() > shown {
-                writeln!(f, "    ... and {} more", c.diff.len() - shown)?;
+            if c.values_differing() > shown {
+                writeln!(f, "    ... and {} more", c.values_differing() - shown)?;
             }
         }
         if self.differing.len() > CHUNKS_SHOWN {
@@ -249,6 +266,9 @@ pub(super) async fn compare(
         source_totals.add(&s_content);
         dest_totals.add(&d_content);
         if s_digest != d_digest {
+            let mut diff = ChunkDiff::between(&s_content, &d_content);
+            let counts = (diff.blocks.len(), diff.lights.len(), diff.signs.len());
+            diff.truncate(VALUES_SHOWN);
             differing.push(ChunkReport {
                 chunk,
                 source_head: s.head,
@@ -256,7 +276,10 @@ pub(super) async fn compare(
                 dest_digest: d_digest,
                 source_rows: s_content.rows(),
                 dest_rows: d_content.rows(),
-                diff: ChunkDiff::between(&s_content, &d_content),
+                blocks_differing: counts.0,
+                lights_differing: counts.1,
+                signs_differing: counts.2,
+                diff,
             });
         }
         progress.inc(1);

@@ -11,7 +11,7 @@ use world_core::{BlockStore, ChunkPos};
 
 use super::digest::ChunkContent;
 use super::progress::Progress;
-use super::{Endpoint, MigrateError, Options};
+use super::{Endpoint, MigrateError, Options, with_retries};
 
 /// Batches queued for the writer: reads go on while one batch is written
 /// and the next is full, and no more is held in memory.
@@ -61,8 +61,7 @@ impl Writer {
         let dest = dest.clone();
         let task = tokio::spawn(async move {
             while let Some(batch) = rx.recv().await {
-                dest.store
-                    .apply(&batch)
+                with_retries("writing a batch", || dest.store.apply(&batch))
                     .await
                     .map_err(|source| MigrateError::Write {
                         store: dest.name.clone(),
@@ -216,13 +215,14 @@ pub(super) async fn sync_chunks(
                 let name = dest.name.clone();
                 async move {
                     let (chunk, data) = read?;
-                    let theirs = dest_store.load_chunk(chunk, 0).await.map_err(|source| {
-                        MigrateError::Read {
-                            store: name,
-                            chunk,
-                            source,
-                        }
-                    })?;
+                    let theirs =
+                        with_retries("reading a chunk", || dest_store.load_chunk(chunk, 0))
+                            .await
+                            .map_err(|source| MigrateError::Read {
+                                store: name,
+                                chunk,
+                                source,
+                            })?;
                     Ok::<_, MigrateError>((chunk, data, theirs))
                 }
             })

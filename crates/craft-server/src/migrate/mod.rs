@@ -20,17 +20,50 @@ pub mod online;
 pub mod progress;
 pub mod verify;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use tracing::warn;
 use world_core::store::ChunkData;
-use world_core::{BlockStore, ChunkPos, StoreError};
+use world_core::{BlockStore, ChunkPos, StoreError, StoreResult};
 
 use crate::config::StoreUrl;
 use crate::stores::{self, OpenError};
 
 pub use progress::ProgressMode;
 pub use verify::Report;
+
+/// Attempts of a store call that fails with a retryable error (a
+/// failover, throttling, a timeout) before the migration gives up.
+const ATTEMPTS: u32 = 5;
+
+/// First pause before another attempt; doubled each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Runs `call` until it succeeds, fails for good, or [`ATTEMPTS`] are
+/// spent. Every call a migration makes may be repeated: reads change
+/// nothing, and re-applying a batch leaves the same values.
+pub(crate) async fn with_retries<T, F, Fut>(what: &str, mut call: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                warn!(attempt, error = %e, "{what} failed; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// Chunk reads in flight at once, per store, unless told otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -68,8 +101,7 @@ impl Endpoint {
     }
 
     async fn list(&self) -> Result<Vec<world_core::store::ChunkHead>, MigrateError> {
-        self.store
-            .list_chunks()
+        with_retries("listing chunks", || self.store.list_chunks())
             .await
             .map_err(|source| MigrateError::List {
                 store: self.name.clone(),
@@ -89,8 +121,7 @@ impl Endpoint {
             .map(move |chunk| {
                 let this = this.clone();
                 async move {
-                    this.store
-                        .load_chunk(chunk, 0)
+                    with_retries("reading a chunk", || this.store.load_chunk(chunk, 0))
                         .await
                         .map(|data| (chunk, data))
                         .map_err(|source| MigrateError::Read {
@@ -181,5 +212,38 @@ impl MigrateError {
             Self::Differs(_) => 3,
             _ => 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn retryable_failures_are_tried_again_and_others_are_not() {
+        let calls = AtomicU32::new(0);
+        let got = with_retries("test", || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    Err(StoreError::unavailable("down", std::io::Error::other("x")))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(got.expect("third attempt"), 2);
+
+        calls.store(0, Ordering::SeqCst);
+        let got: StoreResult<()> = with_retries("test", || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(StoreError::Invalid("bad".into())) }
+        })
+        .await;
+        assert!(got.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -27,7 +27,7 @@ use world_core::store::{ChunkHead, Key};
 
 use super::copy::{self, CopySummary};
 use super::verify::{self, Report};
-use super::{Endpoint, MigrateError, Options};
+use super::{Endpoint, MigrateError, Options, with_retries};
 
 /// While chunks keep changing, how often the source is listed anyway for
 /// chunks created since the copy (else they would wait for a quiet round).
@@ -171,14 +171,14 @@ async fn changed_since(
         .iter()
         .map(|(&chunk, &head)| ChunkHead { chunk, head })
         .collect();
-    let moved = source
-        .store
-        .changed_chunks(&heads)
-        .await
-        .map_err(|e| MigrateError::List {
-            store: source.name.clone(),
-            source: e,
-        })?;
+    let moved = with_retries("asking for changed chunks", || {
+        source.store.changed_chunks(&heads)
+    })
+    .await
+    .map_err(|e| MigrateError::List {
+        store: source.name.clone(),
+        source: e,
+    })?;
     let mut changed: BTreeSet<ChunkPos> = moved.into_iter().map(|h| h.chunk).collect();
     if changed.is_empty() || list {
         let listed = source.list().await?;

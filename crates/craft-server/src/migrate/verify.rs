@@ -12,7 +12,7 @@ use world_core::store::Key;
 
 use super::digest::{ChunkContent, ChunkDiff, ChunkDigest, Mismatch, WorldDigest};
 use super::progress::Progress;
-use super::{Endpoint, MigrateError, Options};
+use super::{Endpoint, MigrateError, Options, with_retries};
 
 /// Differing chunks detailed in a report; the rest are counted.
 const CHUNKS_SHOWN: usize = 50;
@@ -238,8 +238,7 @@ pub(super) async fn compare(
     let read = |side: &Endpoint, chunk: ChunkPos| {
         let side = side.clone();
         async move {
-            side.store
-                .load_chunk(chunk, 0)
+            with_retries("reading a chunk", || side.store.load_chunk(chunk, 0))
                 .await
                 .map_err(|source| MigrateError::Read {
                     store: side.name.clone(),

@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, LoginMode, Spawn, StoreUrl, Switch};
+use crate::migrate::{self, ProgressMode};
 
 /// A world server for the unmodified Craft client.
 ///
@@ -51,7 +53,63 @@ pub enum Command {
         /// Store to write (default: the configured store).
         #[arg(long, value_name = "URL")]
         to: Option<StoreUrl>,
+        /// Afterwards, compare both stores chunk by chunk (contents, not
+        /// counts); when they differ, print what differs and exit with 3.
+        #[arg(long)]
+        verify: bool,
+        /// Copy while servers keep writing to the source, then catch up
+        /// with their changes until nothing is left to copy.
+        #[arg(long)]
+        online: bool,
+        /// With --online: keep catching up until SIGINT or SIGTERM, then
+        /// catch up a last time (and verify) before exiting.
+        #[arg(long, requires = "online")]
+        follow: bool,
+        /// With --follow: pause between catch-up rounds that found nothing.
+        #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1s")]
+        interval: Duration,
+        /// How the stores are read.
+        #[command(flatten)]
+        migrate: MigrateArgs,
     },
+    /// Compare two stores chunk by chunk (blocks with mirrors, lights,
+    /// signs; keys excluded); when they differ, print what differs and exit
+    /// with 3.
+    Verify {
+        /// One store, e.g. sqlite:craft.db.
+        #[arg(long, value_name = "URL")]
+        from: StoreUrl,
+        /// The other (default: the configured store).
+        #[arg(long, value_name = "URL")]
+        to: Option<StoreUrl>,
+        /// How the stores are read.
+        #[command(flatten)]
+        migrate: MigrateArgs,
+    },
+}
+
+/// Flags of `import` and `verify`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Chunk reads in flight at once, per store.
+    #[arg(long, value_name = "N", default_value_t = migrate::DEFAULT_CONCURRENCY,
+          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    pub concurrency: usize,
+    /// Progress on stderr: a bar with an ETA on a terminal and plain lines
+    /// every 5 s otherwise (auto), always lines, or none.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+}
+
+impl MigrateArgs {
+    /// The migration options these flags ask for.
+    pub fn options(&self) -> migrate::Options {
+        migrate::Options {
+            concurrency: self.concurrency,
+            progress: self.progress,
+            ..migrate::Options::default()
+        }
+    }
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

@@ -9,6 +9,8 @@
 //!   the bounded [`outbound`] queue;
 //! - `commands`: one file per protocol command;
 //! - [`stores`]: opens the store a URL names and measures every call;
+//! - [`migrate`]: `import` and `verify`, copying a world between stores
+//!   (also while it is being written) and comparing them chunk by chunk;
 //! - [`login`]: the optional identity service;
 //! - [`metrics`]: Prometheus metrics and health;
 //! - on orchestrators: the [`admin`] listener (probes, metrics, the admin
@@ -20,7 +22,6 @@ pub mod admin;
 pub mod admission;
 pub mod agones;
 pub mod cli;
-pub mod cli_import;
 mod commands;
 pub mod config;
 pub mod connection;
@@ -29,6 +30,7 @@ pub mod countdown;
 pub mod imds;
 pub mod login;
 pub mod metrics;
+pub mod migrate;
 pub mod outbound;
 pub mod server;
 pub mod stores;

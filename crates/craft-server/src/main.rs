@@ -6,6 +6,8 @@ use std::sync::Arc;
 use clap::Parser;
 use craft_server::cli::{Cli, Command};
 use craft_server::config::{Config, StoreUrl};
+use craft_server::migrate::online::OnlineOptions;
+use craft_server::migrate::{self, Endpoint, MigrateError, Options};
 use craft_server::server::{self, Shared};
 use craft_server::stores;
 use tracing::{error, info};
@@ -44,21 +46,138 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(config).await,
-            Command::Config => print_config(&config),
-            Command::Import { from, to } => {
+            Command::Serve => serve(config).await.map_err(Failure::from),
+            Command::Config => print_config(&config).map_err(Failure::from),
+            Command::Import {
+                from,
+                to,
+                verify,
+                online,
+                follow,
+                interval,
+                migrate,
+            } => {
                 let to = to.unwrap_or_else(|| config.store.clone());
-                craft_server::cli_import::import(&from, &to).await
+                let how = OnlineOptions {
+                    verify,
+                    follow,
+                    interval,
+                };
+                import(
+                    &from,
+                    &to,
+                    &migrate.options(),
+                    online.then_some(how),
+                    verify,
+                )
+                .await
+                .map_err(migrate_failure)
+            }
+            Command::Verify { from, to, migrate } => {
+                let to = to.unwrap_or_else(|| config.store.clone());
+                verify(&from, &to, &migrate.options())
+                    .await
+                    .map_err(migrate_failure)
             }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("{e}");
-            ExitCode::FAILURE
+            error!("{}", e.message);
+            ExitCode::from(e.code)
         }
     }
+}
+
+/// Why the process exits unsuccessfully, and with which code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self { message, code: 1 }
+    }
+}
+
+/// Ends `import` or `verify`: a report of differences is the command's
+/// output (stdout), a one-line summary goes to the log.
+fn migrate_failure(e: MigrateError) -> Failure {
+    let code = e.exit_code();
+    let message = match &e {
+        MigrateError::Differs(report) => {
+            println!("{report}");
+            format!(
+                "the stores differ: {} of {} chunks ({} values)",
+                report.differing.len(),
+                report.compared,
+                report.values_differing()
+            )
+        }
+        _ => e.to_string(),
+    };
+    Failure { message, code }
+}
+
+/// `craft-server import`.
+async fn import(
+    from: &StoreUrl,
+    to: &StoreUrl,
+    options: &Options,
+    online: Option<OnlineOptions>,
+    verify: bool,
+) -> Result<(), MigrateError> {
+    let source = Endpoint::open(from).await?;
+    let dest = Endpoint::open(to).await?;
+    let (copied, report) = match online {
+        Some(how) => {
+            let done =
+                migrate::online::online(&source, &dest, options, &how, shutdown_signal()).await?;
+            println!(
+                "caught up with the source in {} rounds: {} chunks, {} rows synced",
+                done.rounds, done.synced_chunks, done.synced_rows
+            );
+            (done.copy, done.report)
+        }
+        None => {
+            let copied = migrate::copy::copy_all(&source, &dest, options).await?;
+            let report = match verify {
+                true => Some(migrate::verify::verify(&source, &dest, options).await?),
+                false => None,
+            };
+            (copied, report)
+        }
+    };
+    println!(
+        "imported {} chunks: {} blocks, {} lights, {} signs",
+        copied.chunks, copied.blocks, copied.lights, copied.signs
+    );
+    dest.close().await?;
+    source.close().await?;
+    match report {
+        Some(report) if !report.is_same() => Err(MigrateError::Differs(Box::new(report))),
+        Some(report) => {
+            println!("{report}");
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// `craft-server verify`.
+async fn verify(from: &StoreUrl, to: &StoreUrl, options: &Options) -> Result<(), MigrateError> {
+    let source = Endpoint::open(from).await?;
+    let dest = Endpoint::open(to).await?;
+    let report = migrate::verify::verify(&source, &dest, options).await?;
+    dest.close().await?;
+    source.close().await?;
+    if !report.is_same() {
+        return Err(MigrateError::Differs(Box::new(report)));
+    }
+    println!("{report}");
+    Ok(())
 }
 
 fn print_config(config: &Config) -> Result<(), String> {

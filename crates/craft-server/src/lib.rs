@@ -9,6 +9,8 @@
 //!   the bounded [`outbound`] queue;
 //! - `commands`: one file per protocol command;
 //! - [`stores`]: opens the store a URL names and measures every call;
+//! - [`bus`]: opens the fleet bus between servers sharing a world
+//!   (what crosses it: `world/fleet.rs`);
 //! - [`login`]: the optional identity service;
 //! - [`metrics`]: Prometheus metrics and health;
 //! - on orchestrators: the [`admin`] listener (probes, metrics, the admin
@@ -19,6 +21,7 @@
 pub mod admin;
 pub mod admission;
 pub mod agones;
+pub mod bus;
 pub mod cli;
 pub mod cli_import;
 mod commands;

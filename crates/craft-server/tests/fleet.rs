@@ -27,19 +27,16 @@ fn postgres_store() -> Option<String> {
 
 /// Starts a server of the fleet; `extra` adds or overrides flags.
 async fn server(store: &str, bus: &str, namespace: &str, extra: &[&str]) -> Server {
-    let mut args = vec![
-        "--store",
-        store,
-        "--bus",
-        bus,
-        "--bus-namespace",
-        namespace,
-        "--commit-interval",
-        "100ms",
-        "--bus-heartbeat-timeout",
-        "3s",
-    ];
+    let mut args = vec!["--store", store, "--bus", bus, "--bus-namespace", namespace];
     args.extend_from_slice(extra);
+    for (flag, value) in [
+        ("--commit-interval", "100ms"),
+        ("--bus-heartbeat-timeout", "3s"),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
     let server = Server::start(&args).await;
     wait_bus_connected(&server).await;
     server
@@ -64,22 +61,42 @@ async fn wait_bus_connected(server: &Server) {
 
 /// Joins, sets a nick, returns the client and its own id.
 async fn join(addr: SocketAddr, nick: &str) -> (Client, u32) {
+    let (client, lines) = join_lines(addr, nick).await;
+    let id = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("U,")?.split(',').next()?.parse().ok())
+        .expect("an id");
+    (client, id)
+}
+
+/// Joins and sets a nick; returns the client and every line read.
+async fn join_lines(addr: SocketAddr, nick: &str) -> (Client, Vec<String>) {
     let mut client = Client::connect(addr).await;
     client.send("V,1").await;
-    let lines = client.until(WAIT, |l| l.starts_with("U,")).await;
-    let id = lines
+    let mut lines = client.until(WAIT, |l| l.starts_with("U,")).await;
+    let id: u32 = lines
         .last()
         .and_then(|l| l.split(',').nth(1))
         .and_then(|id| id.parse().ok())
         .expect("an id");
     client.send(&format!("T,/nick {nick}")).await;
-    client.until(WAIT, |l| l == format!("N,{id},{nick}")).await;
-    (client, id)
+    lines.extend(client.until(WAIT, |l| l == format!("N,{id},{nick}")).await);
+    (client, lines)
 }
 
 /// The id `watcher` knows the player `nick` of another server by, once
 /// it has appeared (`P` then `N`).
 async fn appears(watcher: &mut Client, nick: &str) -> u32 {
+    let (id, lines) = nick_id(watcher, nick).await;
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("P,{id},"))),
+        "P before N: {lines:?}"
+    );
+    id
+}
+
+/// The id of the first `N` line naming `nick`, and the lines read.
+async fn nick_id(watcher: &mut Client, nick: &str) -> (u32, Vec<String>) {
     let suffix = format!(",{nick}");
     let lines = watcher
         .until(WAIT, |l| l.starts_with("N,") && l.ends_with(&suffix))
@@ -89,11 +106,7 @@ async fn appears(watcher: &mut Client, nick: &str) -> u32 {
         .and_then(|l| l.split(',').nth(1))
         .and_then(|id| id.parse().ok())
         .expect("an id");
-    assert!(
-        lines.iter().any(|l| l.starts_with(&format!("P,{id},"))),
-        "P before N: {lines:?}"
-    );
-    id
+    (id, lines)
 }
 
 /// Repeats `line` from `actor` until `watcher` sees a line satisfying
@@ -131,10 +144,32 @@ async fn two_servers_play_together(bus: &str, store: &str) {
     let (mut bob, _) = join(b.game, "bob").await;
     bob.send("C,0,0,0").await;
     bob.until(WAIT, |l| l == "C,0,0").await;
-    let (mut alice, _) = join(a.game, "alice").await;
+    let (mut alice, greeted) = join_lines(a.game, "alice").await;
 
     let alice_on_b = appears(&mut bob, "alice").await;
-    let bob_on_a = appears(&mut alice, "bob").await;
+    // Bob was there before alice: her greeting shows him (P, then N),
+    // or his name follows as soon as A hears of it.
+    let mut greeted = greeted;
+    let bob_named = |l: &String| {
+        l.strip_prefix("N,")?
+            .strip_suffix(",bob")?
+            .parse::<u32>()
+            .ok()
+    };
+    if !greeted.iter().any(|l| bob_named(l).is_some()) {
+        greeted.extend(alice.until(WAIT, |l| l.ends_with(",bob")).await);
+    }
+    let bob_on_a = greeted
+        .iter()
+        .find_map(bob_named)
+        .expect("alice is shown bob");
+    let shown = greeted
+        .iter()
+        .position(|l| l.starts_with(&format!("P,{bob_on_a},")));
+    let named = greeted
+        .iter()
+        .position(|l| *l == format!("N,{bob_on_a},bob"));
+    assert!(shown.is_some() && shown < named, "P before N: {greeted:?}");
     assert_ne!(alice_on_b, 0);
     assert_ne!(bob_on_a, 0);
 
@@ -148,7 +183,7 @@ async fn two_servers_play_together(bus: &str, store: &str) {
     bob.until(WAIT, |l| l == "L,0,0,5,90,5,9").await;
 
     // Moves.
-    let moved = format!("P,{alice_on_b},12.00,");
+    let moved = format!("P,{alice_on_b},12,40,7,");
     until_seen(&mut alice, "P,12,40,7,0,0", &mut bob, |l| {
         l.starts_with(&moved)
     })
@@ -214,10 +249,10 @@ async fn killed_servers_players_vanish_within_the_heartbeat_timeout() {
     let c = server(&store, &nats, &namespace, &[]).await;
     let (mut bob, _) = join(b.game, "bob").await;
     let (mut carol, _) = join(c.game, "carol").await;
+    appears(&mut bob, "carol").await;
     let (_alice, _) = join(a.game, "alice").await;
     let alice_on_b = appears(&mut bob, "alice").await;
     let alice_on_c = appears(&mut carol, "alice").await;
-    appears(&mut bob, "carol").await;
     // kill -9: no Bye, only silence.
     drop(a);
     let killed = Instant::now();

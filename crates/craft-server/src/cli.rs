@@ -155,6 +155,30 @@ pub struct Overrides {
     #[arg(long, value_name = "DURATION", value_parser = duration, global = true)]
     pub sync_interval: Option<Duration>,
 
+    /// Fleet bus between servers sharing the store: none,
+    /// nats://HOST:PORT (any store) or postgres (a postgres:// store's own
+    /// database) [default: none].
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CRAFT_BUS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub bus: Option<crate::bus::BusUrl>,
+
+    /// NATS subject prefix naming the world [default: craft].
+    #[arg(long, value_name = "NAME", env = "CRAFT_BUS_NAMESPACE", global = true)]
+    pub bus_namespace: Option<String>,
+
+    /// Store sync interval while the bus is connected [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = duration, global = true)]
+    pub bus_sync_interval: Option<Duration>,
+
+    /// Silence after which a server's players disappear [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = duration, global = true)]
+    pub bus_heartbeat_timeout: Option<Duration>,
+
     /// Length of a game day in seconds [default: 600].
     #[arg(long, value_name = "SECONDS", global = true)]
     pub day_length: Option<u32>,
@@ -240,6 +264,18 @@ impl Overrides {
         }
         if let Some(v) = self.sync_interval {
             config.sync_interval = v;
+        }
+        if let Some(v) = &self.bus {
+            config.bus = v.clone();
+        }
+        if let Some(v) = &self.bus_namespace {
+            config.bus_namespace = v.clone();
+        }
+        if let Some(v) = self.bus_sync_interval {
+            config.bus_sync_interval = v;
+        }
+        if let Some(v) = self.bus_heartbeat_timeout {
+            config.bus_heartbeat_timeout = v;
         }
         if let Some(v) = self.day_length {
             config.day_length = v;
@@ -338,6 +374,7 @@ mod tests {
             "--admin-listen",
             "--agones",
             "--imds",
+            "--bus",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }

@@ -11,6 +11,8 @@
 //! - [`stores`]: opens the store a URL names and measures every call;
 //! - [`migrate`]: `import` and `verify`, copying a world between stores
 //!   (also while it is being written) and comparing them chunk by chunk;
+//! - [`bus`]: opens the fleet bus between servers sharing a world
+//!   (what crosses it: `world/fleet.rs`);
 //! - [`login`]: the optional identity service;
 //! - [`metrics`]: Prometheus metrics and health;
 //! - on orchestrators: the [`admin`] listener (probes, metrics, the admin
@@ -21,6 +23,7 @@
 pub mod admin;
 pub mod admission;
 pub mod agones;
+pub mod bus;
 pub mod cli;
 mod commands;
 pub mod config;

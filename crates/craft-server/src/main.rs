@@ -183,6 +183,7 @@ async fn verify(from: &StoreUrl, to: &StoreUrl, options: &Options) -> Result<(),
 fn print_config(config: &Config) -> Result<(), String> {
     let mut shown = config.clone();
     shown.store = StoreUrl(config.store.redacted());
+    shown.bus = craft_server::bus::BusUrl(config.bus.redacted());
     let text = toml::to_string_pretty(&shown).map_err(|e| e.to_string())?;
     print!("{text}");
     Ok(())

@@ -115,6 +115,20 @@ pub struct Metrics {
     /// the histogram).
     pub store_rtt: Ewma,
     store: OnceLock<Arc<dyn BlockStore>>,
+    /// The fleet bus: connected (1) or not, rendered only with a bus.
+    pub bus_connected: Gauge,
+    /// Milliseconds between a peer's heartbeat and its arrival (the
+    /// latest one).
+    pub bus_lag_ms: Gauge,
+    /// Other servers heard on the bus.
+    pub bus_peers: Gauge,
+    /// Players of other servers shown here.
+    pub bus_remote_players: Gauge,
+    /// Batches the publishing task dropped (behind, or publish failed).
+    pub bus_outbox_dropped: AtomicU64,
+    /// Undecodable payloads received.
+    pub bus_invalid: AtomicU64,
+    bus: OnceLock<Arc<dyn bus_core::Bus>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -259,12 +273,29 @@ impl Metrics {
             agones_health_pings,
             store_rtt: Ewma::default(),
             store: OnceLock::new(),
+            bus_connected: Gauge::default(),
+            bus_lag_ms: Gauge::default(),
+            bus_peers: Gauge::default(),
+            bus_remote_players: Gauge::default(),
+            bus_outbox_dropped: AtomicU64::new(0),
+            bus_invalid: AtomicU64::new(0),
+            bus: OnceLock::new(),
         }
     }
 
     /// Adds the store's own counters to every scrape.
     pub fn attach_store(&self, store: Arc<dyn BlockStore>) {
         let _ = self.store.set(store);
+    }
+
+    /// Adds the fleet bus's counters and gauges to every scrape.
+    pub fn attach_bus(&self, bus: Arc<dyn bus_core::Bus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// The fleet bus's state, when a bus is configured (for `/readyz`).
+    pub fn bus_status(&self) -> Option<bus_core::BusStatus> {
+        self.bus.get().map(|bus| bus.status())
     }
 
     /// Counts an edit.
@@ -289,12 +320,15 @@ impl Metrics {
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
+        if self.store.get().is_none() && self.bus.get().is_none() {
+            return out;
+        }
+        // Strip the trailing `# EOF` so the store's and the bus's metrics
+        // stay inside the exposition, then put it back.
+        if let Some(body) = out.strip_suffix("# EOF\n") {
+            out = body.to_owned();
+        }
         if let Some(store) = self.store.get() {
-            // Strip the trailing `# EOF` so the store's counters stay inside
-            // the exposition, then put it back.
-            if let Some(body) = out.strip_suffix("# EOF\n") {
-                out = body.to_owned();
-            }
             let mut last = "";
             for c in store.counters() {
                 // OpenMetrics names the family without `_total` and each
@@ -319,9 +353,87 @@ impl Metrics {
                 };
                 out.push_str(&format!("{family}_total{labels} {}\n", c.value));
             }
-            out.push_str("# EOF\n");
         }
+        if let Some(bus) = self.bus.get() {
+            self.render_bus(bus.as_ref(), &mut out);
+        }
+        out.push_str("# EOF\n");
         out
+    }
+
+    fn render_bus(&self, bus: &dyn bus_core::Bus, out: &mut String) {
+        let mut last = "";
+        for c in bus.counters() {
+            let family = format!("craft_{}", c.name.strip_suffix("_total").unwrap_or(c.name));
+            if c.name != last {
+                out.push_str(&format!(
+                    "# HELP {family} {}\n# TYPE {family} counter\n",
+                    c.help.replace('\\', "\\\\").replace('\n', "\\n")
+                ));
+                last = c.name;
+            }
+            let labels: Vec<String> = c
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            let labels = if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", labels.join(","))
+            };
+            out.push_str(&format!("{family}_total{labels} {}\n", c.value));
+        }
+        let counters = [
+            (
+                "craft_bus_outbox_dropped",
+                "Batches of bus messages dropped by this server (publisher behind or publish failed)",
+                self.bus_outbox_dropped.load(Ordering::Relaxed),
+            ),
+            (
+                "craft_bus_invalid_messages",
+                "Bus payloads received that could not be decoded",
+                self.bus_invalid.load(Ordering::Relaxed),
+            ),
+        ];
+        for (family, help, value) in counters {
+            out.push_str(&format!(
+                "# HELP {family} {help}\n# TYPE {family} counter\n{family}_total {value}\n"
+            ));
+        }
+        let status = bus.status();
+        let gauges = [
+            (
+                "craft_bus_connected",
+                "The fleet bus is connected (1) or not (0)",
+                i64::from(status.connected),
+            ),
+            (
+                "craft_bus_lag_ms",
+                "Milliseconds between the latest peer heartbeat's sending and its arrival",
+                self.bus_lag_ms.get(),
+            ),
+            (
+                "craft_bus_peers",
+                "Other servers heard on the fleet bus",
+                self.bus_peers.get(),
+            ),
+            (
+                "craft_bus_remote_players",
+                "Players of other servers shown here",
+                self.bus_remote_players.get(),
+            ),
+            (
+                "craft_bus_connects",
+                "Connections of the bus established since start",
+                i64::try_from(status.connects).unwrap_or(i64::MAX),
+            ),
+        ];
+        for (family, help, value) in gauges {
+            out.push_str(&format!(
+                "# HELP {family} {help}\n# TYPE {family} gauge\n{family} {value}\n"
+            ));
+        }
     }
 }
 

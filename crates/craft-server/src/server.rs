@@ -98,6 +98,8 @@ pub async fn run(
     let probe = spawn_store_probe(store.clone(), health.clone(), probe_stop.clone());
     let (events, rx) = mpsc::channel(EVENT_QUEUE);
     observers.attach(events.clone(), store.clone());
+    // Opening never waits for the network: play starts with the bus down.
+    let bus = crate::bus::open(&config).await;
     let world = World::new(
         config.clone(),
         store,
@@ -105,7 +107,8 @@ pub async fn run(
         health.clone(),
         events.clone(),
     )
-    .with_observers(observers.clone());
+    .with_observers(observers.clone())
+    .with_bus(bus);
     let world = tokio::spawn(world.run(rx));
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "listening for Craft clients");

@@ -169,16 +169,31 @@ async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    // The bus is reported, never a reason to refuse players: play goes on
+    // without it (the store sync repairs what it would have carried).
+    let bus = state
+        .shared
+        .metrics
+        .bus_status()
+        .map(|s| {
+            let state = if s.connected {
+                "connected"
+            } else {
+                "disconnected"
+            };
+            format!("bus: {} {state}\n", s.backend)
+        })
+        .unwrap_or_default();
     match state.shared.health.readiness() {
         Ok(()) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, TEXT)],
-            "ready\n".to_owned(),
+            format!("ready\n{bus}"),
         ),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CONTENT_TYPE, TEXT)],
-            format!("{reason}\n"),
+            format!("{reason}\n{bus}"),
         ),
     }
 }

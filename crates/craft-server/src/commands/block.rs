@@ -105,6 +105,11 @@ impl World {
                 ServerMessage::Redraw { chunk: target },
             ];
             self.broadcast_edit(target, &msgs, conn);
+            self.fleet_edit(bus_core::message::Edit::Block {
+                chunk: target,
+                pos,
+                w: value,
+            });
         }
         if w == 0 {
             self.flusher.pending.clear_decor(chunk, pos);

@@ -49,6 +49,7 @@ impl World {
             ServerMessage::Redraw { chunk },
         ];
         self.broadcast_edit(chunk, &msgs, conn);
+        self.fleet_edit(bus_core::message::Edit::Light { chunk, pos, w });
         self.edited();
         Step::Done
     }

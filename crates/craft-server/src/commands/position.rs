@@ -60,6 +60,7 @@ impl World {
 
     /// `P` of `conn` to every player shown it.
     pub(crate) fn send_position_of(&mut self, conn: ConnId) {
+        self.fleet_moved(conn);
         let Some(me) = self.players.get(&conn) else {
             return;
         };

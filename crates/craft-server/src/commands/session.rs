@@ -79,6 +79,7 @@ impl World {
         let nick = format!("guest{id}");
         self.announce(conn, &[ServerMessage::Nick { id, nick: &nick }]);
         self.send_nicks_to(conn);
+        self.fleet_greet(conn);
     }
 
     /// A client is gone.

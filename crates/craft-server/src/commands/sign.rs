@@ -47,6 +47,12 @@ impl World {
             }],
             conn,
         );
+        self.fleet_edit(bus_core::message::Edit::Sign {
+            chunk,
+            pos,
+            face,
+            text: text.to_owned(),
+        });
         self.edited();
         Step::Done
     }

@@ -26,6 +26,9 @@ impl World {
                     self.send(conn, ServerMessage::Talk(&line));
                     self.send(other, ServerMessage::Talk(&line));
                 }
+                None if self.fleet_private(target, &line) => {
+                    self.send(conn, ServerMessage::Talk(&line));
+                }
                 None => {
                     let msg = format!("Unrecognized nick: \"{target}\"");
                     self.send(conn, ServerMessage::Talk(&msg));
@@ -35,6 +38,7 @@ impl World {
             let line = format!("{nick}> {text}");
             tracing::debug!(target: "craft_server::chat", "{line}");
             self.broadcast(&[ServerMessage::Talk(&line)], None);
+            self.fleet_chat(&line);
         }
         Step::Done
     }
@@ -57,8 +61,15 @@ impl World {
                 true
             }
             "/list" if rest.is_empty() => {
-                // In join order, as the original lists its clients.
-                let names: Vec<&str> = self.players.values().map(|p| p.nick.as_str()).collect();
+                // In join order, as the original lists its clients; then
+                // the rest of the fleet.
+                let remote = self.fleet_nicks();
+                let names: Vec<&str> = self
+                    .players
+                    .values()
+                    .map(|p| p.nick.as_str())
+                    .chain(remote.iter().map(String::as_str))
+                    .collect();
                 let msg = format!("Players: {}", names.join(", "));
                 self.send(conn, ServerMessage::Talk(&msg));
                 true

@@ -361,6 +361,23 @@ pub struct Config {
     /// servers changed (servers sharing a store); 0 disables it.
     #[serde(with = "humantime_serde")]
     pub sync_interval: Duration,
+    /// The fleet bus between servers sharing the store: `none` (polling
+    /// only), `nats://HOST:PORT` (any store) or `postgres` (LISTEN/NOTIFY
+    /// on a `postgres://` store's database).
+    pub bus: crate::bus::BusUrl,
+    /// Prefix of the NATS subjects: servers of one world share it, two
+    /// worlds on one NATS server need two (the postgres bus derives it
+    /// from the store's schema).
+    pub bus_namespace: String,
+    /// How often the store sync runs while the bus is connected (it only
+    /// repairs what the bus lost); `sync_interval` applies while it is
+    /// not.
+    #[serde(with = "humantime_serde")]
+    pub bus_sync_interval: Duration,
+    /// A server silent on the bus for this long is taken for dead: its
+    /// players disappear (heartbeats go every second).
+    #[serde(with = "humantime_serde")]
+    pub bus_heartbeat_timeout: Duration,
     /// Length of a game day in seconds.
     pub day_length: u32,
     /// Where players appear.
@@ -399,6 +416,10 @@ impl Default for Config {
             max_players: 1000,
             commit_interval: Duration::from_secs(1),
             sync_interval: Duration::from_secs(2),
+            bus: crate::bus::BusUrl::default(),
+            bus_namespace: "craft".to_owned(),
+            bus_sync_interval: Duration::from_secs(10),
+            bus_heartbeat_timeout: Duration::from_secs(5),
             day_length: 600,
             spawn: Spawn::default(),
             welcome: vec![
@@ -495,6 +516,7 @@ impl Config {
             // probes on a merely busy machine.
             return invalid("stall_timeout must be at least 1s".into());
         }
+        crate::bus::validate(self).map_err(ConfigError::Invalid)?;
         self.agones.validate().map_err(ConfigError::Invalid)?;
         self.imds.validate().map_err(ConfigError::Invalid)?;
         self.shutdown.validate().map_err(ConfigError::Invalid)?;

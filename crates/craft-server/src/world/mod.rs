@@ -15,6 +15,7 @@
 //! broadcasts, wake-ups) goes in join order ([`Roster`]).
 
 mod chunks;
+mod fleet;
 mod flush;
 pub(crate) mod players;
 mod sync;
@@ -158,6 +159,10 @@ pub struct World {
     pub(crate) scratch: Vec<ConnId>,
     /// What the admin listener sees.
     pub(crate) view: ViewState,
+    /// The fleet bus, when one is configured.
+    pub(crate) fleet: Option<fleet::Fleet>,
+    /// Deliveries from the fleet bus (taken by [`World::run`]).
+    pub(crate) bus_rx: Option<bus_core::BusReceiver>,
 }
 
 impl std::fmt::Debug for World {
@@ -221,6 +226,8 @@ impl World {
             draining: None,
             scratch: Vec::new(),
             view: ViewState::new(Arc::new(Observers::new())),
+            fleet: None,
+            bus_rx: None,
         }
     }
 
@@ -233,6 +240,9 @@ impl World {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_player_save = Instant::now();
         let mut last_visibility = Instant::now();
+        let mut bus_rx = self.bus_rx.take();
+        let mut bus_tick = tokio::time::interval(fleet::BUS_TICK);
+        bus_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.health.turn();
             let flush_at = self
@@ -244,12 +254,22 @@ impl World {
                     Some(event) => self.handle(event),
                     None => break,
                 },
+                event = async {
+                    match bus_rx.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                }, if bus_rx.is_some() => match event {
+                    Some(event) => self.on_bus(event),
+                    None => bus_rx = None,
+                },
+                _ = bus_tick.tick(), if self.fleet.is_some() => self.fleet_tick(),
                 _ = async { if let Some(at) = flush_at { sleep_until(at).await } }, if flush_at.is_some() => {
                     self.start_flush();
                 }
                 _ = tick.tick() => {
                     self.start_flush_if_due();
-                    if self.config.sync_interval > Duration::ZERO {
+                    if self.sync_interval() > Duration::ZERO {
                         self.start_sync();
                     }
                     if last_player_save.elapsed() >= PLAYER_SAVE_INTERVAL {
@@ -672,6 +692,9 @@ impl World {
     }
 
     async fn finish(&mut self) {
+        if let Some(fleet) = &mut self.fleet {
+            fleet.leave().await;
+        }
         self.collect_player_saves();
         let records: Vec<PlayerRecord> = self.player_saves.drain().map(|(_, r)| r).collect();
         if !records.is_empty()

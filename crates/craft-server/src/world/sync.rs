@@ -36,7 +36,7 @@ impl World {
     /// report the chunks it writes as changed by "someone", and we would
     /// reload what we wrote ourselves.
     pub(crate) fn start_sync(&mut self) {
-        let interval = self.config.sync_interval;
+        let interval = self.sync_interval();
         if self.sync.running
             || self.flusher.in_flight().is_some()
             || self.sync.last.is_some_and(|t| t.elapsed() < interval) && self.sync.dirty.is_empty()

@@ -54,14 +54,18 @@ pub struct PlayerView {
     pub server: Arc<str>,
 }
 
-/// The fleet bus, as far as this server knows it. Only `none` exists
-/// until a bus is built; the page shows the state as it is named here.
+/// The fleet bus, as far as this server knows it; the page shows the
+/// state as it is named here.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BusState {
     /// No bus configured: every figure is this server's alone.
     #[default]
     None,
+    /// A bus is configured and connected.
+    Connected,
+    /// A bus is configured but down: the server polls the store meanwhile.
+    Disconnected,
 }
 
 /// A snapshot of the world for the admin side.
@@ -323,17 +327,25 @@ impl World {
                 server: server.clone(),
             })
             .collect();
+        players.extend(self.fleet_player_views());
         players.sort_unstable_by_key(|p| p.id);
         let view = WorldView {
             server,
             players,
-            players_fleet: None,
+            players_fleet: self
+                .fleet
+                .as_ref()
+                .map(|f| self.players.len() + f.remote_players()),
             edits_total,
             edits_per_second,
             pending_writes: self.flusher.pending.len(),
             in_flight_writes: self.flusher.in_flight().map_or(0, |(_, b)| b.len()),
             cached_chunks: self.chunks.loaded(),
-            bus: BusState::None,
+            bus: match &self.fleet {
+                None => BusState::None,
+                Some(f) if f.connected() => BusState::Connected,
+                Some(_) => BusState::Disconnected,
+            },
             draining: self.draining.is_some(),
         };
         self.view.observers.view.send_replace(Arc::new(view));

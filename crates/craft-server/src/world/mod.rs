@@ -15,6 +15,7 @@
 //! broadcasts, wake-ups) goes in join order ([`Roster`]).
 
 mod chunks;
+pub(crate) mod drafts;
 mod flush;
 pub(crate) mod players;
 mod sync;
@@ -132,6 +133,26 @@ pub enum Event {
     Shutdown,
     /// A request from the admin listener.
     Admin(AdminRequest),
+    /// A stored draft was loaded (or could not be).
+    DraftLoaded {
+        /// Connection.
+        conn: ConnId,
+        /// Whose draft.
+        owner: Arc<str>,
+        /// Open a draft even if none is stored (`/private`).
+        open: bool,
+        /// The stored changes.
+        result: Result<Vec<world_core::store::DraftChange>, StoreError>,
+    },
+    /// A `/publish` or `/publish check` finished.
+    DraftPublished {
+        /// Connection.
+        conn: ConnId,
+        /// Changes in the draft.
+        changes: usize,
+        /// What happened.
+        result: Result<drafts::PublishOutcome, StoreError>,
+    },
 }
 
 /// The game loop's state.
@@ -158,6 +179,8 @@ pub struct World {
     pub(crate) scratch: Vec<ConnId>,
     /// What the admin listener sees.
     pub(crate) view: ViewState,
+    /// The task taking drafts to the store.
+    pub(crate) drafts: drafts::DraftWriter,
 }
 
 impl std::fmt::Debug for World {
@@ -203,6 +226,7 @@ impl World {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Self {
+            drafts: drafts::DraftWriter::start(store.clone(), events.clone()),
             flusher: Flusher::new(),
             sync: SyncState::default(),
             config,
@@ -312,6 +336,17 @@ impl World {
             Event::Announce(text) => self.broadcast(&[ServerMessage::Talk(&text)], None),
             Event::Shutdown => self.start_drain(),
             Event::Admin(request) => self.on_admin(request),
+            Event::DraftLoaded {
+                conn,
+                owner,
+                open,
+                result,
+            } => self.on_draft_loaded(conn, owner, open, result),
+            Event::DraftPublished {
+                conn,
+                changes,
+                result,
+            } => self.on_draft_published(conn, changes, result),
         }
     }
 
@@ -402,7 +437,7 @@ impl World {
             ClientCommand::Light { pos, w } => self.on_light(conn, *pos, *w),
             ClientCommand::Sign { pos, face, text } => self.on_sign(conn, *pos, *face, text),
             ClientCommand::Position(pos) => self.on_position(conn, *pos),
-            ClientCommand::Talk(text) => self.on_talk(conn, text),
+            ClientCommand::Talk(text) => self.on_talk(conn, text, queued),
         }
     }
 
@@ -668,7 +703,8 @@ impl World {
             self.start_flush();
             return false;
         }
-        true
+        // Drafts are stored too (logged-in players find them again).
+        self.drafts.is_idle()
     }
 
     async fn finish(&mut self) {

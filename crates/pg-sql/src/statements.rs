@@ -47,7 +47,7 @@ pub struct Sql {
 }
 
 impl Sql {
-    fn new(named: String) -> Self {
+    pub(crate) fn new(named: String) -> Self {
         let positional = to_positional(&named);
         Self { named, positional }
     }
@@ -75,7 +75,7 @@ pub struct RowSql {
 }
 
 impl RowSql {
-    fn new(
+    pub(crate) fn new(
         schema: &SchemaName,
         name: &'static str,
         columns: &'static [Column],
@@ -298,6 +298,8 @@ pub struct Statements {
     pub chunk_heads: RowSql,
     /// Upserts players in name order (input deduplicated by name).
     pub save_players: RowSql,
+    /// The statements of players' drafts.
+    pub drafts: crate::drafts::DraftStatements,
     /// `insert_blocks_new_chunks` and `upsert_blocks_old_chunks`.
     block_steps: [RowSql; 2],
 }
@@ -449,6 +451,7 @@ impl Statements {
                  ON CONFLICT (name) DO UPDATE SET x = EXCLUDED.x, y = EXCLUDED.y, z = EXCLUDED.z, \
                  rx = EXCLUDED.rx, ry = EXCLUDED.ry, updated_at = EXCLUDED.updated_at",
             ),
+            drafts: crate::drafts::DraftStatements::new(schema),
         }
     }
 

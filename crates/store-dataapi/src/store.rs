@@ -21,7 +21,7 @@ use secrecy::ExposeSecret;
 use tracing::{debug, info, warn};
 use world_core::coords::ChunkPos;
 use world_core::store::{
-    ApplyReceipt, Batch, ChunkData, ChunkHead, Key, PlayerRecord, StoreCounter,
+    ApplyReceipt, Batch, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord, StoreCounter,
 };
 use world_core::{BlockStore, StoreError, StoreResult};
 
@@ -112,6 +112,8 @@ async fn sdk_client(config: &Config, counters: Arc<Counters>) -> StoreResult<Cli
         .build();
     Ok(Client::from_conf(conf))
 }
+
+mod drafts;
 
 impl DataApiStore {
     /// Builds the client, then creates or migrates the schema (one
@@ -685,6 +687,18 @@ impl BlockStore for DataApiStore {
             Ok(())
         })
         .await
+    }
+
+    async fn load_draft(&self, owner: &str) -> StoreResult<Vec<DraftChange>> {
+        self.draft_load(owner).await
+    }
+
+    async fn put_draft(&self, owner: &str, changes: &[DraftChange]) -> StoreResult<()> {
+        self.draft_put(owner, changes).await
+    }
+
+    async fn delete_draft(&self, owner: &str) -> StoreResult<()> {
+        self.draft_delete(owner).await
     }
 
     fn counters(&self) -> Vec<StoreCounter> {

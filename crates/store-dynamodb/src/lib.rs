@@ -24,6 +24,7 @@
 //! | light | `c#P#Q` | `l#X#Y#Z` | `w` level, `u`, `t` |
 //! | sign | `c#P#Q` | `s#X#Y#Z#F` | `x` text, `u`, `t` |
 //! | player | `p#NAME` | `p` | `px py pz rx ry` (f32 as decimal), `t` |
+//! | draft change (a player's private edit) | `d#OWNER` | `d#X#Y#Z#KIND#FACE` | `dx dy dz dk df w x ds t` (see `drafts.rs`); never read with chunks |
 //!
 //! Coordinates are decimal, so any `i32` round-trips. The sort keys order a
 //! chunk as blocks (`b#`), head (`h`), lights (`l#`), signs (`s#`): one
@@ -149,6 +150,20 @@
 //! even when nothing is there), and zeroing a light blindly would create
 //! light rows that every load returns.
 //!
+//! # Publishing a draft (what readers see meanwhile)
+//!
+//! A player's draft is published with one `apply` of the whole draft (up to
+//! `drafts.max_changes`, 10,000 by default, plus neighbour mirrors), under
+//! the guarantees above: it is **not** one transaction (no
+//! `TransactWriteItems`, so its 100-item limit never applies; the items go
+//! in `BatchWriteItem` calls of 25). While it runs, another player's
+//! client may see some lights and signs of the draft already, and blocks
+//! chunk by chunk as each chunk's watermark passes their keys (every
+//! block of a chunk up to the watermark at once, never a later one before
+//! an earlier one). If it fails, the server keeps the draft and says so;
+//! publishing again completes it (re-applying is harmless) and only then
+//! deletes the draft.
+//!
 //! # Limits
 //!
 //! [`limits`] holds DynamoDB's limits and this store's bounds in one place:
@@ -204,6 +219,7 @@
 //! the peer (it refuses moto's self-signed certificate).
 
 pub mod config;
+mod drafts;
 pub mod error;
 pub mod limits;
 pub mod metrics;

@@ -23,8 +23,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 use tracing::{debug, warn};
 use world_core::ChunkPos;
 use world_core::store::{
-    ApplyReceipt, Batch, BlockStore, ChunkData, ChunkHead, Key, PlayerRecord, StoreCounter,
-    StoreError, StoreResult,
+    ApplyReceipt, Batch, BlockStore, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord,
+    StoreCounter, StoreError, StoreResult,
 };
 
 use crate::config::Config;
@@ -843,6 +843,18 @@ impl BlockStore for DynamoStore {
             .map(|p| put(schema::player_item(p).map_err(StoreError::Invalid)?))
             .collect::<StoreResult<Vec<_>>>()?;
         self.write_all(requests).await
+    }
+
+    async fn load_draft(&self, owner: &str) -> StoreResult<Vec<DraftChange>> {
+        self.draft_load(owner).await
+    }
+
+    async fn put_draft(&self, owner: &str, changes: &[DraftChange]) -> StoreResult<()> {
+        self.draft_put(owner, changes).await
+    }
+
+    async fn delete_draft(&self, owner: &str) -> StoreResult<()> {
+        self.draft_delete(owner).await
     }
 
     fn counters(&self) -> Vec<StoreCounter> {

@@ -11,6 +11,9 @@ pub(crate) enum Op {
     ListChunks,
     LoadPlayer,
     SavePlayers,
+    LoadDraft,
+    PutDraft,
+    DeleteDraft,
     Ping,
     /// Preparing statements on a new connection.
     Prepare,
@@ -19,13 +22,16 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 9] = [
+    const ALL: [Op; 12] = [
         Op::LoadChunk,
         Op::Apply,
         Op::ChangedChunks,
         Op::ListChunks,
         Op::LoadPlayer,
         Op::SavePlayers,
+        Op::LoadDraft,
+        Op::PutDraft,
+        Op::DeleteDraft,
         Op::Ping,
         Op::Prepare,
         Op::Migrate,
@@ -39,6 +45,9 @@ impl Op {
             Op::ListChunks => "list_chunks",
             Op::LoadPlayer => "load_player",
             Op::SavePlayers => "save_players",
+            Op::LoadDraft => "load_draft",
+            Op::PutDraft => "put_draft",
+            Op::DeleteDraft => "delete_draft",
             Op::Ping => "ping",
             Op::Prepare => "prepare",
             Op::Migrate => "migrate",

@@ -18,7 +18,7 @@ use tokio_postgres::{NoTls, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use world_core::coords::ChunkPos;
 use world_core::store::{
-    ApplyReceipt, Batch, ChunkData, ChunkHead, Key, PlayerRecord, StoreCounter,
+    ApplyReceipt, Batch, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord, StoreCounter,
 };
 use world_core::{BlockStore, StoreError, StoreResult};
 
@@ -111,6 +111,8 @@ macro_rules! with_conn {
         }
     }};
 }
+
+mod drafts;
 
 impl PostgresStore {
     /// Connects, creates or migrates the schema, and opens the pool.
@@ -619,6 +621,18 @@ impl BlockStore for PostgresStore {
             })
         })
         .await
+    }
+
+    async fn load_draft(&self, owner: &str) -> StoreResult<Vec<DraftChange>> {
+        self.draft_load(owner).await
+    }
+
+    async fn put_draft(&self, owner: &str, changes: &[DraftChange]) -> StoreResult<()> {
+        self.draft_put(owner, changes).await
+    }
+
+    async fn delete_draft(&self, owner: &str) -> StoreResult<()> {
+        self.draft_delete(owner).await
     }
 
     fn counters(&self) -> Vec<StoreCounter> {

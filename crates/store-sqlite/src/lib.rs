@@ -120,6 +120,7 @@
 //! statements in one transaction.
 
 pub mod config;
+mod drafts;
 pub mod error;
 mod schema;
 mod store;

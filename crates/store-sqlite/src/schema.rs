@@ -89,6 +89,7 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<Migration> {
         migrate_v1(&tx)?;
     }
     check_ours(&tx)?;
+    crate::drafts::ensure_table(&tx)?;
     tx.commit()
         .map_err(|e| map("committing the schema migration", e))?;
     Ok(Migration {

@@ -11,14 +11,15 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 use world_core::store::{
-    ApplyReceipt, Batch, ChunkAdvance, ChunkData, ChunkHead, Key, MAX_KEY, PlayerRecord,
-    StoreCounter, StoreCounters, StoredBlock, StoredLight, StoredSign,
+    ApplyReceipt, Batch, ChunkAdvance, ChunkData, ChunkHead, DraftChange, Key, MAX_KEY,
+    PlayerRecord, StoreCounter, StoreCounters, StoredBlock, StoredLight, StoredSign,
+    validate_draft,
 };
 use world_core::{BlockPos, BlockStore, ChunkPos, StoreError, StoreResult};
 
 use crate::config::Config;
 use crate::error::{join, map, map_open};
-use crate::schema;
+use crate::{drafts, schema};
 
 /// Page cache per connection, in KiB (SQLite's default is 2 MiB).
 const CACHE_KIB: i64 = 16 * 1024;
@@ -101,12 +102,15 @@ enum Op {
     ListChunks,
     LoadPlayer,
     SavePlayers,
+    LoadDraft,
+    PutDraft,
+    DeleteDraft,
     Ping,
     Close,
 }
 
 impl Op {
-    const ALL: [Op; 9] = [
+    const ALL: [Op; 12] = [
         Op::Open,
         Op::Apply,
         Op::LoadChunk,
@@ -114,6 +118,9 @@ impl Op {
         Op::ListChunks,
         Op::LoadPlayer,
         Op::SavePlayers,
+        Op::LoadDraft,
+        Op::PutDraft,
+        Op::DeleteDraft,
         Op::Ping,
         Op::Close,
     ];
@@ -127,6 +134,9 @@ impl Op {
             Op::ListChunks => "list_chunks",
             Op::LoadPlayer => "load_player",
             Op::SavePlayers => "save_players",
+            Op::LoadDraft => "load_draft",
+            Op::PutDraft => "put_draft",
+            Op::DeleteDraft => "delete_draft",
             Op::Ping => "ping",
             Op::Close => "close",
         }
@@ -817,6 +827,39 @@ impl BlockStore for SqliteStore {
             }
             tx.commit().map_err(m)?;
             s.statements += players.len() as u64;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_draft(&self, owner: &str) -> StoreResult<Vec<DraftChange>> {
+        let owner = owner.to_owned();
+        self.with_reader(Op::LoadDraft, move |s| {
+            let (changes, statements) = drafts::load(s.conn, &owner)?;
+            s.statements += statements;
+            Ok(changes)
+        })
+        .await
+    }
+
+    async fn put_draft(&self, owner: &str, changes: &[DraftChange]) -> StoreResult<()> {
+        self.check_open()?;
+        validate_draft(owner, changes)?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let (owner, changes) = (owner.to_owned(), changes.to_vec());
+        self.with_writer(Op::PutDraft, move |s| {
+            s.statements += drafts::put(s.conn, &owner, &changes)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_draft(&self, owner: &str) -> StoreResult<()> {
+        let owner = owner.to_owned();
+        self.with_writer(Op::DeleteDraft, move |s| {
+            s.statements += drafts::delete(s.conn, &owner)?;
             Ok(())
         })
         .await

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use crate::coords::{BlockPos, ChunkPos};
 use crate::store::{
-    ApplyReceipt, Batch, BlockStore, ChangeMeta, ChunkData, ChunkHead, Key, MAX_KEY, PlayerRecord,
-    StoreError,
+    ApplyReceipt, Batch, BlockStore, ChangeMeta, ChunkData, ChunkHead, DraftChange, DraftEdit,
+    DraftSlot, Key, MAX_KEY, MAX_STORED_TEXT_BYTES, PlayerRecord, StoreError, publish_draft,
 };
 
 /// Reads the address of a backend's test service from environment variable
@@ -65,6 +65,12 @@ macro_rules! conformance_tests {
             concurrent_batches_never_share_keys,
             list_chunks_lists_written_chunks,
             players_round_trip,
+            drafts_round_trip_and_upsert,
+            drafts_never_reach_the_world,
+            draft_text_round_trips,
+            invalid_draft_changes_nothing,
+            large_draft_publishes_whole,
+            draft_conflicts_are_reported,
             ping_answers,
             close_is_final,
         );
@@ -721,6 +727,268 @@ pub async fn players_round_trip(store: &dyn BlockStore) {
     store.save_players(&[]).await.expect("saving nothing");
 }
 
+fn draft(pos: BlockPos, edit: DraftEdit, seen: Key) -> DraftChange {
+    DraftChange {
+        pos,
+        edit,
+        seen,
+        time_ms: 1_764_000_000_000,
+    }
+}
+
+async fn load_draft(store: &dyn BlockStore, owner: &str) -> BTreeMap<DraftSlot, DraftChange> {
+    let changes = match store.load_draft(owner).await {
+        Ok(changes) => changes,
+        Err(e) => panic!("{} load_draft({owner:?}) failed: {e}", store.backend()),
+    };
+    let count = changes.len();
+    let by_slot: BTreeMap<DraftSlot, DraftChange> =
+        changes.into_iter().map(|c| (c.slot(), c)).collect();
+    assert_eq!(by_slot.len(), count, "load_draft returned a slot twice");
+    by_slot
+}
+
+fn slots(changes: &[DraftChange]) -> BTreeMap<DraftSlot, DraftChange> {
+    changes.iter().map(|c| (c.slot(), c.clone())).collect()
+}
+
+/// Drafts come back as stored, per owner; storing a change replaces the one
+/// in its slot and keeps the others; deleting removes the whole draft.
+pub async fn drafts_round_trip_and_upsert(store: &dyn BlockStore) {
+    let owner = "Zoë, \"the\" builder";
+    let pos = BlockPos::new(-33, 12, 40);
+    let first = vec![
+        draft(pos, DraftEdit::Block(5), 7),
+        draft(pos, DraftEdit::Light(9), 7),
+        draft(
+            pos,
+            DraftEdit::Sign {
+                face: 2,
+                text: "two".into(),
+            },
+            7,
+        ),
+        draft(
+            pos,
+            DraftEdit::Sign {
+                face: 3,
+                text: "three".into(),
+            },
+            7,
+        ),
+        draft(BlockPos::new(1, 1, 1), DraftEdit::Clear, 0),
+        draft(BlockPos::new(1, 1, 1), DraftEdit::Block(0), 0),
+    ];
+    assert!(load_draft(store, owner).await.is_empty(), "fresh draft");
+    store.put_draft(owner, &first).await.expect("put_draft");
+    assert_eq!(load_draft(store, owner).await, slots(&first));
+    assert!(
+        load_draft(store, "zoë, \"the\" builder").await.is_empty(),
+        "owners are case-sensitive"
+    );
+
+    let later = vec![
+        draft(pos, DraftEdit::Block(0), 7),
+        draft(
+            pos,
+            DraftEdit::Sign {
+                face: 2,
+                text: String::new(),
+            },
+            7,
+        ),
+    ];
+    store.put_draft(owner, &later).await.expect("upsert");
+    let mut expected = slots(&first);
+    expected.extend(slots(&later));
+    assert_eq!(load_draft(store, owner).await, expected);
+    assert_eq!(expected.len(), first.len(), "upsert replaced, not added");
+
+    store
+        .put_draft("other", &[draft(pos, DraftEdit::Block(1), 0)])
+        .await
+        .expect("put_draft");
+    store.put_draft(owner, &[]).await.expect("putting nothing");
+    store.delete_draft(owner).await.expect("delete_draft");
+    assert!(load_draft(store, owner).await.is_empty(), "deleted");
+    assert_eq!(load_draft(store, "other").await.len(), 1, "others kept");
+    store.delete_draft(owner).await.expect("deleting twice");
+    store
+        .delete_draft("nobody")
+        .await
+        .expect("deleting nothing");
+}
+
+/// Chunk reads, heads and chunk lists never include drafts.
+pub async fn drafts_never_reach_the_world(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(4, -4);
+    let pos = BlockPos::new(130, 12, -120);
+    store
+        .put_draft(
+            "ann",
+            &[
+                draft(pos, DraftEdit::Block(3), 0),
+                draft(pos, DraftEdit::Light(3), 0),
+                draft(
+                    pos,
+                    DraftEdit::Sign {
+                        face: 0,
+                        text: "secret".into(),
+                    },
+                    0,
+                ),
+            ],
+        )
+        .await
+        .expect("put_draft");
+    let data = load(store, chunk, 0).await;
+    assert!(data.is_empty() && data.head == 0, "draft leaked: {data:?}");
+    let changed = store.changed_chunks(&[ChunkHead { chunk, head: 0 }]).await;
+    assert_eq!(changed.expect("changed_chunks"), vec![]);
+    assert_eq!(store.list_chunks().await.expect("list_chunks"), vec![]);
+
+    // A world write beside it shows only the world's value.
+    let mut batch = Batch::new();
+    batch.set_block(chunk, BlockPos::new(131, 12, -120), 4, meta());
+    apply(store, &batch).await;
+    let data = load(store, chunk, 0).await;
+    assert_eq!(
+        blocks(&data),
+        BTreeMap::from([(BlockPos::new(131, 12, -120), 4)])
+    );
+    assert!(data.lights.is_empty() && data.signs.is_empty());
+}
+
+/// Draft sign text and owner names are stored byte for byte.
+pub async fn draft_text_round_trips(store: &dyn BlockStore) {
+    let texts = [
+        "a,b,c".to_owned(),
+        "\"quoted\" 'single' \\back".to_owned(),
+        "héllo wörld ✓ 😀".to_owned(),
+        "   spaces   ".to_owned(),
+        "%s %d {0} $1 ? :name".to_owned(),
+        "x".repeat(MAX_STORED_TEXT_BYTES),
+    ];
+    let changes: Vec<DraftChange> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            draft(
+                BlockPos::new(i as i32, 20, -7),
+                DraftEdit::Sign {
+                    face: (i % 8) as i32,
+                    text: text.clone(),
+                },
+                0,
+            )
+        })
+        .collect();
+    let owner = "ünïcode, \"owner\" 😀";
+    store.put_draft(owner, &changes).await.expect("put_draft");
+    assert_eq!(load_draft(store, owner).await, slots(&changes));
+}
+
+/// A draft change stores refuse leaves the draft as it was.
+pub async fn invalid_draft_changes_nothing(store: &dyn BlockStore) {
+    let pos = BlockPos::new(2, 2, 2);
+    let good = draft(pos, DraftEdit::Block(2), 0);
+    store
+        .put_draft("ann", std::slice::from_ref(&good))
+        .await
+        .expect("put_draft");
+    let bad = [
+        draft(pos, DraftEdit::Block(9), 0),
+        draft(
+            pos,
+            DraftEdit::Sign {
+                face: 1,
+                text: "two\nlines".into(),
+            },
+            0,
+        ),
+    ];
+    match store.put_draft("ann", &bad).await {
+        Err(StoreError::Invalid(_)) => {}
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert_eq!(load_draft(store, "ann").await, slots(&[good]));
+}
+
+/// A draft of 10,000 changes (the server's default limit) stores, loads
+/// and publishes whole: every change (with mirrors) in the world, the draft
+/// gone.
+pub async fn large_draft_publishes_whole(store: &dyn BlockStore) {
+    let owner = "builder";
+    let mut changes = Vec::new();
+    // 100 x 100 blocks over 16 chunks (edges included, so mirrors too),
+    // then lights and signs replacing some of them in later puts.
+    for dx in 0..100 {
+        for dz in 0..100 {
+            let pos = BlockPos::new(-40 + dx, 30, 20 + dz);
+            changes.push(draft(pos, DraftEdit::Block(1 + (dx + dz) % 60), 0));
+        }
+    }
+    assert_eq!(changes.len(), 10_000);
+    for part in changes.chunks(2_500) {
+        store.put_draft(owner, part).await.expect("put_draft");
+    }
+    let loaded = load_draft(store, owner).await;
+    assert_eq!(loaded.len(), 10_000);
+    assert_eq!(loaded, slots(&changes));
+
+    let published = match publish_draft(store, Some(owner), &changes, Some(Arc::from(owner))).await
+    {
+        Ok(published) => published,
+        Err(e) => panic!("{} publish failed: {e}", store.backend()),
+    };
+    assert!(published.delete_error.is_none(), "{published:?}");
+    assert!(published.overwritten.is_empty());
+    assert!(load_draft(store, owner).await.is_empty(), "draft deleted");
+    let mut world: BTreeMap<(ChunkPos, BlockPos), i32> = BTreeMap::new();
+    for a in &published.receipt.chunks {
+        for b in load(store, a.chunk, 0).await.blocks {
+            world.insert((a.chunk, b.pos), b.w);
+        }
+    }
+    let expected: BTreeMap<(ChunkPos, BlockPos), i32> = published
+        .batch
+        .blocks()
+        .map(|b| ((b.chunk, b.pos), b.w))
+        .collect();
+    assert!(expected.len() > 10_000, "mirrors are part of the batch");
+    assert_eq!(world, expected);
+}
+
+/// Positions someone else wrote after the draft saw them are reported as
+/// conflicts; the others are not, and publishing still writes them all.
+pub async fn draft_conflicts_are_reported(store: &dyn BlockStore) {
+    let chunk = ChunkPos::new(-3, 3);
+    let a = BlockPos::new(-90, 15, 100);
+    let b = BlockPos::new(-91, 15, 100);
+    let mut batch = Batch::new();
+    batch.set_block(chunk, a, 1, meta());
+    batch.set_block(chunk, b, 1, meta());
+    let seen = advance(&apply(store, &batch).await, chunk).1;
+    let changes = [
+        draft(a, DraftEdit::Block(7), seen),
+        draft(b, DraftEdit::Block(8), seen),
+    ];
+    store.put_draft("ann", &changes).await.expect("put_draft");
+    let mut other = Batch::new();
+    other.set_block(chunk, a, 2, meta());
+    apply(store, &other).await;
+    let conflicts = crate::store::draft_conflicts(store, &changes)
+        .await
+        .expect("conflicts");
+    assert_eq!(conflicts, vec![a]);
+    let published = publish_draft(store, Some("ann"), &changes, None)
+        .await
+        .expect("publish");
+    assert_eq!(published.overwritten, vec![a]);
+    let data = load(store, chunk, 0).await;
+    assert_eq!(blocks(&data), BTreeMap::from([(a, 7), (b, 8)]));
+}
+
 /// `ping` answers on a healthy store.
 pub async fn ping_answers(store: &dyn BlockStore) {
     store.ping().await.expect("ping");
@@ -735,6 +1003,10 @@ pub async fn close_is_final(store: &dyn BlockStore) {
         other => panic!("expected Closed after close, got {other:?}"),
     }
     match store.apply(&Batch::new()).await {
+        Err(StoreError::Closed) => {}
+        other => panic!("expected Closed after close, got {other:?}"),
+    }
+    match store.load_draft("ann").await {
         Err(StoreError::Closed) => {}
         other => panic!("expected Closed after close, got {other:?}"),
     }

@@ -58,7 +58,8 @@ impl World {
             }
             Ok(true) => {}
         }
-        let Some(previous) = self.block_at(pos) else {
+        // What the player sees there: their draft, when building privately.
+        let Some(previous) = self.block_seen_by(conn, pos) else {
             return Step::Done;
         };
         let refusal = match rules::check_block(self.editor(conn), pos, w, previous) {
@@ -82,6 +83,9 @@ impl World {
             }
             self.metrics.edit("block", result);
             return Step::Done;
+        }
+        if self.drafting(conn) {
+            return self.draft_block(conn, pos, w, previous);
         }
         self.metrics.edit("block", "accepted");
         let meta = self.meta(conn);

@@ -90,6 +90,13 @@ impl World {
                 count += 1;
             }
         }
+        // A player building privately sees their draft over the world
+        // (so that a reload still shows it); nobody else ever does.
+        let drafted = self.draft_lines(conn, chunk, &mut lines);
+        if drafted > 0 {
+            ServerMessage::Redraw { chunk }.encode(&mut lines);
+            count += drafted + 1;
+        }
         ServerMessage::ChunkDone { chunk }.encode(&mut lines);
         count += 1;
         if let Some(player) = self.players.get(&conn) {

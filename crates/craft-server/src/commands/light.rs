@@ -19,7 +19,7 @@ impl World {
             }
             Ok(true) => {}
         }
-        let Some(block) = self.block_at(pos) else {
+        let Some(block) = self.block_seen_by(conn, pos) else {
             return Step::Done;
         };
         let refusal = match rules::check_light(self.editor(conn), block, w) {
@@ -37,6 +37,9 @@ impl World {
             }
             self.metrics.edit("light", result);
             return Step::Done;
+        }
+        if self.drafting(conn) {
+            return self.draft_light(conn, pos, w);
         }
         self.metrics.edit("light", "accepted");
         let meta = self.meta(conn);

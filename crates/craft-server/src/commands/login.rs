@@ -67,6 +67,21 @@ impl World {
             };
             self.teleport(conn, pos);
         }
+        // A returning player's stored draft comes back before their next
+        // command: an edit must not reach the world while they think they
+        // build privately.
+        let user = self.players.get(&conn).and_then(|p| p.user.clone());
+        if let Some(owner) = user {
+            self.drafts.send(crate::world::drafts::DraftOp::Load {
+                conn,
+                owner,
+                open: false,
+            });
+            if let Some(player) = self.players.get_mut(&conn) {
+                player.waiting = Some(Wait::Draft);
+            }
+            return;
+        }
         if was_waiting {
             if let Some(player) = self.players.get_mut(&conn) {
                 player.waiting = None;

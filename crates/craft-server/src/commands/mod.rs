@@ -4,6 +4,7 @@
 
 mod block;
 mod chunk;
+mod drafts;
 mod light;
 mod login;
 mod position;

@@ -47,6 +47,7 @@ impl World {
             visible: None,
             watchers: Vec::new(),
             pos_dirty: false,
+            draft: None,
         };
         player.set_pos(spawn);
         let chunk = player.chunk;

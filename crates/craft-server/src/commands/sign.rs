@@ -25,6 +25,9 @@ impl World {
             }
             SignVerdict::Accept => {}
         }
+        if self.drafting(conn) {
+            return self.draft_sign(conn, pos, face, text);
+        }
         self.metrics.edit("sign", "accepted");
         let chunk = pos.chunk();
         let meta = self.meta(conn);

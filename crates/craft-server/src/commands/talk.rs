@@ -2,7 +2,7 @@
 
 use world_core::protocol::{Position, ServerMessage};
 
-use crate::world::{ConnId, Step, World};
+use crate::world::{ConnId, Queued, Step, World};
 
 /// Chunks `/pq` may reach from the origin.
 const PQ_LIMIT: i64 = 1000;
@@ -11,7 +11,10 @@ const PQ_LIMIT: i64 = 1000;
 const NICK_REFUSED: &str = "You cannot change your nick on this server.";
 
 impl World {
-    pub(crate) fn on_talk(&mut self, conn: ConnId, text: &str) -> Step {
+    pub(crate) fn on_talk(&mut self, conn: ConnId, text: &str, queued: &Queued) -> Step {
+        if let Some(step) = self.on_draft_command(conn, text, queued) {
+            return step;
+        }
         let Some(me) = self.players.get(&conn) else {
             return Step::Done;
         };
@@ -187,6 +190,7 @@ impl World {
                 "Type \"t\" to chat. Type \"/\" to type commands:",
                 "/goto [NAME], /help [TOPIC], /list, /login NAME, /logout, /nick",
                 "/offline [FILE], /online HOST [PORT], /pq P Q, /spawn, /view N",
+                "/private, /publish [check], /discard",
             ],
             Some("goto") => &[
                 "Help: /goto [NAME]",
@@ -214,6 +218,20 @@ impl World {
                 "Connect to the specified server.",
             ],
             Some("pq") => &["Help: /pq P Q", "Teleport to the specified chunk."],
+            Some("private") => &[
+                "Help: /private",
+                "Build privately: your next edits go to your own draft, which only you see.",
+                "Shows the state of your draft when you already build privately.",
+            ],
+            Some("publish") => &[
+                "Help: /publish [check]",
+                "Make your whole draft public at once, overwriting what others changed there.",
+                "/publish check only lists the drafted positions others changed since.",
+            ],
+            Some("discard") => &[
+                "Help: /discard",
+                "Drop your draft and see the world as it is again.",
+            ],
             Some("spawn") => &["Help: /spawn", "Teleport back to the spawn point."],
             Some("view") => &["Help: /view N", "Set viewing distance, 1 - 24."],
             Some(_) => &[],

@@ -310,6 +310,25 @@ impl Default for Limits {
     }
 }
 
+/// Private builds (`/private`, `/publish`, `/discard`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DraftsConfig {
+    /// Changes a player's draft may hold (a block, a light, a sign face
+    /// each; removing a block counts twice). Past it, private edits are
+    /// refused with a chat message until the draft is published or
+    /// discarded. Publishing writes the whole draft as one store batch.
+    pub max_changes: usize,
+}
+
+impl Default for DraftsConfig {
+    fn default() -> Self {
+        Self {
+            max_changes: 10_000,
+        }
+    }
+}
+
 /// Who is told about what, on busy servers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -406,6 +425,8 @@ pub struct Config {
     pub imds: ImdsConfig,
     /// The admin page: operator token, map tile budget.
     pub admin: crate::admin::AdminConfig,
+    /// Private builds.
+    pub drafts: DraftsConfig,
 }
 
 impl Default for Config {
@@ -435,6 +456,7 @@ impl Default for Config {
             agones: AgonesConfig::default(),
             imds: ImdsConfig::default(),
             admin: crate::admin::AdminConfig::default(),
+            drafts: DraftsConfig::default(),
         }
     }
 }
@@ -483,6 +505,9 @@ impl Config {
                     }
                 }
             }
+        }
+        if self.drafts.max_changes == 0 {
+            return invalid("drafts.max_changes must be at least 1".into());
         }
         if self.limits.lines_per_second == 0 || self.limits.line_burst == 0 {
             return invalid(

@@ -16,6 +16,7 @@
 
 mod chunks;
 mod fleet;
+pub(crate) mod drafts;
 mod flush;
 pub(crate) mod players;
 mod sync;
@@ -133,6 +134,26 @@ pub enum Event {
     Shutdown,
     /// A request from the admin listener.
     Admin(AdminRequest),
+    /// A stored draft was loaded (or could not be).
+    DraftLoaded {
+        /// Connection.
+        conn: ConnId,
+        /// Whose draft.
+        owner: Arc<str>,
+        /// Open a draft even if none is stored (`/private`).
+        open: bool,
+        /// The stored changes.
+        result: Result<Vec<world_core::store::DraftChange>, StoreError>,
+    },
+    /// A `/publish` or `/publish check` finished.
+    DraftPublished {
+        /// Connection.
+        conn: ConnId,
+        /// Changes in the draft.
+        changes: usize,
+        /// What happened.
+        result: Result<drafts::PublishOutcome, StoreError>,
+    },
 }
 
 /// The game loop's state.
@@ -163,6 +184,8 @@ pub struct World {
     pub(crate) fleet: Option<fleet::Fleet>,
     /// Deliveries from the fleet bus (taken by [`World::run`]).
     pub(crate) bus_rx: Option<bus_core::BusReceiver>,
+    /// The task taking drafts to the store.
+    pub(crate) drafts: drafts::DraftWriter,
 }
 
 impl std::fmt::Debug for World {
@@ -208,6 +231,7 @@ impl World {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Self {
+            drafts: drafts::DraftWriter::start(store.clone(), events.clone()),
             flusher: Flusher::new(),
             sync: SyncState::default(),
             config,
@@ -332,6 +356,17 @@ impl World {
             Event::Announce(text) => self.broadcast(&[ServerMessage::Talk(&text)], None),
             Event::Shutdown => self.start_drain(),
             Event::Admin(request) => self.on_admin(request),
+            Event::DraftLoaded {
+                conn,
+                owner,
+                open,
+                result,
+            } => self.on_draft_loaded(conn, owner, open, result),
+            Event::DraftPublished {
+                conn,
+                changes,
+                result,
+            } => self.on_draft_published(conn, changes, result),
         }
     }
 
@@ -422,7 +457,7 @@ impl World {
             ClientCommand::Light { pos, w } => self.on_light(conn, *pos, *w),
             ClientCommand::Sign { pos, face, text } => self.on_sign(conn, *pos, *face, text),
             ClientCommand::Position(pos) => self.on_position(conn, *pos),
-            ClientCommand::Talk(text) => self.on_talk(conn, text),
+            ClientCommand::Talk(text) => self.on_talk(conn, text, queued),
         }
     }
 
@@ -688,7 +723,8 @@ impl World {
             self.start_flush();
             return false;
         }
-        true
+        // Drafts are stored too (logged-in players find them again).
+        self.drafts.is_idle()
     }
 
     async fn finish(&mut self) {

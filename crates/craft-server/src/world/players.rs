@@ -27,6 +27,8 @@ pub enum Wait {
     Flush,
     /// The identity service.
     Login,
+    /// The draft store task (loading a draft, publishing one).
+    Draft,
 }
 
 /// A command waiting its turn.
@@ -71,6 +73,8 @@ pub struct Player {
     pub watchers: Vec<Arc<Outbound>>,
     /// Position changed since last saved.
     pub pos_dirty: bool,
+    /// The private draft, while building privately.
+    pub draft: Option<super::drafts::Draft>,
 }
 
 impl Player {

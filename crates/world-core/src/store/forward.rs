@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use crate::coords::ChunkPos;
 
 use super::{
-    ApplyReceipt, Batch, BlockStore, ChunkData, ChunkHead, Key, PlayerRecord, StoreCounter,
-    StoreError, StoreResult,
+    ApplyReceipt, Batch, BlockStore, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord,
+    StoreCounter, StoreError, StoreResult,
 };
 
 /// One call of [`BlockStore`], with its arguments, as a
@@ -40,6 +40,12 @@ pub enum StoreCall<'a> {
     LoadPlayer(&'a str),
     /// [`BlockStore::save_players`].
     SavePlayers(&'a [PlayerRecord]),
+    /// [`BlockStore::load_draft`], with the owner.
+    LoadDraft(&'a str),
+    /// [`BlockStore::put_draft`], with the owner and the changes.
+    PutDraft(&'a str, &'a [DraftChange]),
+    /// [`BlockStore::delete_draft`], with the owner.
+    DeleteDraft(&'a str),
     /// [`BlockStore::ping`].
     Ping,
     /// [`BlockStore::close`].
@@ -56,6 +62,9 @@ impl StoreCall<'_> {
             StoreCall::ListChunks => "list_chunks",
             StoreCall::LoadPlayer(_) => "load_player",
             StoreCall::SavePlayers(_) => "save_players",
+            StoreCall::LoadDraft(_) => "load_draft",
+            StoreCall::PutDraft(..) => "put_draft",
+            StoreCall::DeleteDraft(_) => "delete_draft",
             StoreCall::Ping => "ping",
             StoreCall::Close => "close",
         }
@@ -163,6 +172,21 @@ impl<S: ForwardingStore> BlockStore for S {
         forward(self, call, self.target().save_players(players)).await
     }
 
+    async fn load_draft(&self, owner: &str) -> StoreResult<Vec<DraftChange>> {
+        let call = StoreCall::LoadDraft(owner);
+        forward(self, call, self.target().load_draft(owner)).await
+    }
+
+    async fn put_draft(&self, owner: &str, changes: &[DraftChange]) -> StoreResult<()> {
+        let call = StoreCall::PutDraft(owner, changes);
+        forward(self, call, self.target().put_draft(owner, changes)).await
+    }
+
+    async fn delete_draft(&self, owner: &str) -> StoreResult<()> {
+        let call = StoreCall::DeleteDraft(owner);
+        forward(self, call, self.target().delete_draft(owner)).await
+    }
+
     fn counters(&self) -> Vec<StoreCounter> {
         self.target().counters()
     }
@@ -240,6 +264,9 @@ mod tests {
         store.list_chunks().await.expect("list");
         store.load_player("ann").await.expect("load player");
         store.save_players(&[]).await.expect("save players");
+        store.put_draft("ann", &[]).await.expect("put draft");
+        store.load_draft("ann").await.expect("load draft");
+        store.delete_draft("ann").await.expect("delete draft");
         store.ping().await.expect("ping");
         store.close().await.expect("close");
         assert!(matches!(store.ping().await, Err(StoreError::Closed)));
@@ -255,6 +282,9 @@ mod tests {
                 "list_chunks ok",
                 "load_player ok",
                 "save_players ok",
+                "put_draft ok",
+                "load_draft ok",
+                "delete_draft ok",
                 "ping ok",
                 "close ok",
                 "ping closed",

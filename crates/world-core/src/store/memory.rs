@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use crate::coords::{BlockPos, ChunkPos};
 
 use super::{
-    ApplyReceipt, Batch, BlockStore, ChunkAdvance, ChunkData, ChunkHead, Key, MAX_KEY,
-    PlayerRecord, StoreCounter, StoreCounters, StoreError, StoreResult, StoredBlock, StoredLight,
-    StoredSign,
+    ApplyReceipt, Batch, BlockStore, ChunkAdvance, ChunkData, ChunkHead, DraftChange, DraftSlot,
+    Key, MAX_KEY, PlayerRecord, StoreCounter, StoreCounters, StoreError, StoreResult, StoredBlock,
+    StoredLight, StoredSign, validate_draft,
 };
 
 #[derive(Debug, Default)]
@@ -28,6 +28,7 @@ struct State {
     closed: bool,
     chunks: HashMap<ChunkPos, Chunk>,
     players: HashMap<String, PlayerRecord>,
+    drafts: HashMap<String, BTreeMap<DraftSlot, DraftChange>>,
 }
 
 const REQUESTS: &str = "store_requests_total";
@@ -209,6 +210,37 @@ impl BlockStore for MemoryStore {
             for p in players {
                 state.players.insert(p.name.clone(), p.clone());
             }
+            Ok(())
+        })
+    }
+
+    async fn load_draft(&self, owner: &str) -> StoreResult<Vec<DraftChange>> {
+        self.with("load_draft", |state| {
+            Ok(state
+                .drafts
+                .get(owner)
+                .map(|d| d.values().cloned().collect())
+                .unwrap_or_default())
+        })
+    }
+
+    async fn put_draft(&self, owner: &str, changes: &[DraftChange]) -> StoreResult<()> {
+        self.with("put_draft", |state| {
+            validate_draft(owner, changes)?;
+            if changes.is_empty() {
+                return Ok(());
+            }
+            let draft = state.drafts.entry(owner.to_owned()).or_default();
+            for c in changes {
+                draft.insert(c.slot(), c.clone());
+            }
+            Ok(())
+        })
+    }
+
+    async fn delete_draft(&self, owner: &str) -> StoreResult<()> {
+        self.with("delete_draft", |state| {
+            state.drafts.remove(owner);
             Ok(())
         })
     }

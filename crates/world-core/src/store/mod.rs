@@ -10,6 +10,7 @@
 
 mod batch;
 mod counters;
+mod draft;
 mod error;
 mod forward;
 mod memory;
@@ -23,6 +24,10 @@ pub use batch::{
     MAX_STORED_TEXT_BYTES, MAX_TIME_MS, SignWrite,
 };
 pub use counters::{Labels, StoreCounters};
+pub use draft::{
+    DraftChange, DraftEdit, DraftKind, DraftSlot, Published, draft_batch, draft_conflicts,
+    publish_draft, validate_draft,
+};
 pub use error::{BoxError, StoreError, StoreResult, error_chain};
 pub use forward::{ForwardingStore, StoreCall};
 pub use memory::MemoryStore;
@@ -193,6 +198,13 @@ pub struct PlayerRecord {
 ///   given (a mirror row lives under the neighbour chunk). Text is stored
 ///   byte for byte (commas, quotes, non-ASCII).
 /// - Errors say what to do: [`StoreError::is_retryable`].
+/// - **Drafts** (a player's private edits, see [`DraftChange`]) live apart
+///   from the world: no chunk read, head, `changed_chunks` or `list_chunks`
+///   ever includes them. A draft holds at most one change per
+///   [`DraftSlot`]; [`put_draft`](Self::put_draft) replaces by slot. Owner
+///   names and sign text are stored byte for byte. Publishing is
+///   [`publish_draft`]: one `apply` of the whole draft, then
+///   [`delete_draft`](Self::delete_draft).
 #[async_trait]
 pub trait BlockStore: Send + Sync + std::fmt::Debug {
     /// A short name of the backend for logs and metrics (`sqlite`, ...).
@@ -220,6 +232,20 @@ pub trait BlockStore: Send + Sync + std::fmt::Debug {
 
     /// Saves (replaces) the positions of these users.
     async fn save_players(&self, players: &[PlayerRecord]) -> StoreResult<()>;
+
+    /// Every change of the draft of `owner`, in no particular order (empty
+    /// when there is none). Drafts of 10,000 changes load whole.
+    async fn load_draft(&self, owner: &str) -> StoreResult<Vec<DraftChange>>;
+
+    /// Stores `changes` in the draft of `owner`, each replacing the change
+    /// in its [`DraftSlot`] (other slots are kept). Checked with
+    /// [`validate_draft`] before anything is written. All or nothing where
+    /// the backend has transactions; on DynamoDB a failed call may have
+    /// stored part of `changes`, and storing them again completes it.
+    async fn put_draft(&self, owner: &str, changes: &[DraftChange]) -> StoreResult<()>;
+
+    /// Deletes the whole draft of `owner`; harmless when there is none.
+    async fn delete_draft(&self, owner: &str) -> StoreResult<()>;
 
     /// Backend counters for `/metrics`: at least the requests (round trips)
     /// made, by operation, so that benchmarks can report requests per edit;

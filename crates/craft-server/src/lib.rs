@@ -10,6 +10,7 @@
 //! - `commands`: one file per protocol command;
 //! - [`stores`]: opens the store a URL names and measures every call;
 //! - [`login`]: the optional identity service;
+//! - [`history`]: block history and rollback (in game, admin page, CLI);
 //! - [`metrics`]: Prometheus metrics and health;
 //! - on orchestrators: the [`admin`] listener (probes, metrics, the admin
 //!   page with its live map), [`agones`] (the SDK sidecar), [`imds`] (spot
@@ -25,6 +26,7 @@ mod commands;
 pub mod config;
 pub mod connection;
 pub mod control;
+pub mod history;
 pub mod imds;
 pub mod login;
 pub mod metrics;

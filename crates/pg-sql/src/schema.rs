@@ -26,7 +26,7 @@ use std::fmt;
 use crate::rows::SqlType;
 
 /// The largest schema version this crate knows.
-pub const LATEST_VERSION: i32 = 1;
+pub const LATEST_VERSION: i32 = 2;
 
 /// The name of the PostgreSQL schema holding the world's tables
 /// (`public` by default).
@@ -197,19 +197,20 @@ impl MigrationScript {
 
 /// The migrations: `(version, name, statements)`, `{schema}` standing for
 /// the quoted schema name. Never edit a released migration: add one.
-const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
-    1,
-    "initial schema",
-    &[
-        // The per-chunk key counter ("head"). A batch advances it with an
-        // upsert that locks the row until commit: see the crate docs.
-        "CREATE TABLE IF NOT EXISTS {schema}.chunk (
+const MIGRATIONS: &[(i32, &str, &[&str])] = &[
+    (
+        1,
+        "initial schema",
+        &[
+            // The per-chunk key counter ("head"). A batch advances it with an
+            // upsert that locks the row until commit: see the crate docs.
+            "CREATE TABLE IF NOT EXISTS {schema}.chunk (
             p bigint NOT NULL,
             q bigint NOT NULL,
             key bigint NOT NULL,
             PRIMARY KEY (p, q)
         )",
-        "CREATE TABLE IF NOT EXISTS {schema}.block (
+            "CREATE TABLE IF NOT EXISTS {schema}.block (
             p bigint NOT NULL,
             q bigint NOT NULL,
             x bigint NOT NULL,
@@ -221,12 +222,12 @@ const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
             updated_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (p, q, x, y, z)
         )",
-        // Serves `WHERE p = $1 AND q = $2 AND key > $3` (incremental sync).
-        "CREATE INDEX IF NOT EXISTS block_p_q_key ON {schema}.block (p, q, key)",
-        // Lights and signs are always sent in full, so the primary key's
-        // (p, q) prefix serves their reads; `key` records the chunk head at
-        // which the row was last written.
-        "CREATE TABLE IF NOT EXISTS {schema}.light (
+            // Serves `WHERE p = $1 AND q = $2 AND key > $3` (incremental sync).
+            "CREATE INDEX IF NOT EXISTS block_p_q_key ON {schema}.block (p, q, key)",
+            // Lights and signs are always sent in full, so the primary key's
+            // (p, q) prefix serves their reads; `key` records the chunk head at
+            // which the row was last written.
+            "CREATE TABLE IF NOT EXISTS {schema}.light (
             p bigint NOT NULL,
             q bigint NOT NULL,
             x bigint NOT NULL,
@@ -238,7 +239,7 @@ const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
             updated_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (p, q, x, y, z)
         )",
-        "CREATE TABLE IF NOT EXISTS {schema}.sign (
+            "CREATE TABLE IF NOT EXISTS {schema}.sign (
             p bigint NOT NULL,
             q bigint NOT NULL,
             x bigint NOT NULL,
@@ -251,13 +252,13 @@ const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
             updated_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (p, q, x, y, z, face)
         )",
-        // A chunk without a head must have no block rows (a batch inserts
-        // into the chunks it creates without ON CONFLICT): give heads to
-        // block rows written before the chunk table existed.
-        "INSERT INTO {schema}.chunk (p, q, key) \
+            // A chunk without a head must have no block rows (a batch inserts
+            // into the chunks it creates without ON CONFLICT): give heads to
+            // block rows written before the chunk table existed.
+            "INSERT INTO {schema}.chunk (p, q, key) \
          SELECT p, q, GREATEST(max(key), 1) FROM {schema}.block GROUP BY p, q \
          ON CONFLICT (p, q) DO NOTHING",
-        "CREATE TABLE IF NOT EXISTS {schema}.player (
+            "CREATE TABLE IF NOT EXISTS {schema}.player (
             name text PRIMARY KEY,
             x real NOT NULL,
             y real NOT NULL,
@@ -266,8 +267,10 @@ const MIGRATIONS: &[(i32, &str, &[&str])] = &[(
             ry real NOT NULL,
             updated_at timestamptz NOT NULL DEFAULT now()
         )",
-    ],
-)];
+        ],
+    ),
+    (2, "block history", crate::history::MIGRATION),
+];
 
 #[cfg(test)]
 mod tests {

@@ -47,7 +47,7 @@ pub struct Sql {
 }
 
 impl Sql {
-    fn new(named: String) -> Self {
+    pub(crate) fn new(named: String) -> Self {
         let positional = to_positional(&named);
         Self { named, positional }
     }
@@ -75,7 +75,7 @@ pub struct RowSql {
 }
 
 impl RowSql {
-    fn new(
+    pub(crate) fn new(
         schema: &SchemaName,
         name: &'static str,
         columns: &'static [Column],
@@ -298,6 +298,9 @@ pub struct Statements {
     pub chunk_heads: RowSql,
     /// Upserts players in name order (input deduplicated by name).
     pub save_players: RowSql,
+    /// Block history: recording (the last step of a batch), reads,
+    /// pruning.
+    pub history: crate::history::HistoryStatements,
     /// `insert_blocks_new_chunks` and `upsert_blocks_old_chunks`.
     block_steps: [RowSql; 2],
 }
@@ -326,6 +329,7 @@ impl Statements {
         let rows = |name, columns, body: &str| RowSql::new(schema, name, columns, body);
         Self {
             schema: schema.clone(),
+            history: crate::history::HistoryStatements::new(schema),
             load_chunk: fixed(
                 "SELECT 0 AS kind, x, y, z, w, key AS n, NULL::text AS text FROM {schema}.block \
                  WHERE p = :p::int8 AND q = :q::int8 AND key > :since::int8 \
@@ -468,6 +472,7 @@ impl Statements {
             Step::UpsertLights => std::slice::from_ref(&self.upsert_lights),
             Step::UpsertSigns => std::slice::from_ref(&self.upsert_signs),
             Step::DeleteSigns => std::slice::from_ref(&self.delete_signs),
+            Step::RecordHistory => std::slice::from_ref(&self.history.record),
         }
     }
 
@@ -488,7 +493,7 @@ impl Statements {
     }
 
     /// Every set statement.
-    pub fn row_statements(&self) -> [&RowSql; 11] {
+    pub fn row_statements(&self) -> [&RowSql; 12] {
         [
             &self.advance_heads,
             &self.clear_decor,
@@ -501,6 +506,7 @@ impl Statements {
             &self.changed_chunks,
             &self.chunk_heads,
             &self.save_players,
+            &self.history.record,
         ]
     }
 }

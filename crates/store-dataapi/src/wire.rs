@@ -151,7 +151,7 @@ pub(crate) fn int(f: &Field, what: &str) -> Result<Option<i32>, DataApiError> {
         .transpose()
 }
 
-fn text(f: &Field, what: &str) -> Result<Option<String>, DataApiError> {
+pub(crate) fn text(f: &Field, what: &str) -> Result<Option<String>, DataApiError> {
     match f {
         Field::StringValue(v) => Ok(Some(v.clone())),
         Field::IsNull(true) => Ok(None),

@@ -16,10 +16,14 @@ pub(crate) enum Op {
     Prepare,
     /// Migrating the schema at start-up.
     Migrate,
+    /// Reading block history.
+    History,
+    /// Pruning block history.
+    PruneHistory,
 }
 
 impl Op {
-    const ALL: [Op; 9] = [
+    const ALL: [Op; 11] = [
         Op::LoadChunk,
         Op::Apply,
         Op::ChangedChunks,
@@ -29,6 +33,8 @@ impl Op {
         Op::Ping,
         Op::Prepare,
         Op::Migrate,
+        Op::History,
+        Op::PruneHistory,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -42,6 +48,8 @@ impl Op {
             Op::Ping => "ping",
             Op::Prepare => "prepare",
             Op::Migrate => "migrate",
+            Op::History => "history",
+            Op::PruneHistory => "prune_history",
         }
     }
 }

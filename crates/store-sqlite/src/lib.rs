@@ -121,6 +121,7 @@
 
 pub mod config;
 pub mod error;
+mod history;
 mod schema;
 mod store;
 

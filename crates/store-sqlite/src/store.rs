@@ -11,8 +11,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 use world_core::store::{
-    ApplyReceipt, Batch, ChunkAdvance, ChunkData, ChunkHead, Key, MAX_KEY, PlayerRecord,
-    StoreCounter, StoreCounters, StoredBlock, StoredLight, StoredSign,
+    ApplyReceipt, Batch, ChunkAdvance, ChunkData, ChunkHead, HistoryEntry, HistoryQuery, Key,
+    MAX_KEY, PlayerRecord, StoreCounter, StoreCounters, StoredBlock, StoredLight, StoredSign,
 };
 use world_core::{BlockPos, BlockStore, ChunkPos, StoreError, StoreResult};
 
@@ -103,10 +103,12 @@ enum Op {
     SavePlayers,
     Ping,
     Close,
+    History,
+    PruneHistory,
 }
 
 impl Op {
-    const ALL: [Op; 9] = [
+    const ALL: [Op; 11] = [
         Op::Open,
         Op::Apply,
         Op::LoadChunk,
@@ -116,6 +118,8 @@ impl Op {
         Op::SavePlayers,
         Op::Ping,
         Op::Close,
+        Op::History,
+        Op::PruneHistory,
     ];
 
     fn name(self) -> &'static str {
@@ -129,6 +133,8 @@ impl Op {
             Op::SavePlayers => "save_players",
             Op::Ping => "ping",
             Op::Close => "close",
+            Op::History => "history",
+            Op::PruneHistory => "prune_history",
         }
     }
 }
@@ -552,6 +558,7 @@ fn apply_batch(session: &mut Session<'_>, batch: &Batch) -> StoreResult<ApplyRec
     }
     tx.execute(PUT_LAST_KEY, [next - 1]).map_err(m)?;
     statements += 1;
+    statements += crate::history::insert(&tx, batch.history())?;
     tx.commit().map_err(m)?;
     session.statements += statements;
 
@@ -878,5 +885,27 @@ impl BlockStore for SqliteStore {
         })
         .await
         .map_err(|e| join("close", e))?
+    }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>> {
+        query.validate()?;
+        let query = query.clone();
+        self.with_reader(Op::History, move |s| {
+            s.statements += 1;
+            crate::history::query(s.conn, &query)
+        })
+        .await
+    }
+
+    async fn prune_history(&self, older_than_ms: i64, max_rows: Option<u64>) -> StoreResult<u64> {
+        self.with_writer(Op::PruneHistory, move |s| {
+            s.statements += 1 + u64::from(max_rows.is_some());
+            crate::history::prune(s.conn, older_than_ms, max_rows)
+        })
+        .await
     }
 }

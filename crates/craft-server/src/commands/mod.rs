@@ -4,6 +4,7 @@
 
 mod block;
 mod chunk;
+pub(crate) mod history;
 mod light;
 mod login;
 mod position;

@@ -176,6 +176,7 @@ impl World {
                 "Type \"t\" to chat. Type \"/\" to type commands:",
                 "/goto [NAME], /help [TOPIC], /list, /login NAME, /logout, /nick",
                 "/offline [FILE], /online HOST [PORT], /pq P Q, /spawn, /view N",
+                "/history [X Y Z], /rollback NAME DURATION [RADIUS] (operators)",
             ],
             Some("goto") => &[
                 "Help: /goto [NAME]",
@@ -203,6 +204,16 @@ impl World {
                 "Connect to the specified server.",
             ],
             Some("pq") => &["Help: /pq P Q", "Teleport to the specified chunk."],
+            Some("history") => &[
+                "Help: /history [X Y Z]",
+                "Show the last changes of the block you look at, or at X Y Z:",
+                "who, when, and the values before and after.",
+            ],
+            Some("rollback") => &[
+                "Help: /rollback NAME DURATION [RADIUS]",
+                "Operators: undo every change NAME made in the last DURATION",
+                "(90s, 10m, 2h, 1d), within RADIUS blocks of you if given.",
+            ],
             Some("spawn") => &["Help: /spawn", "Teleport back to the spawn point."],
             Some("view") => &["Help: /view N", "Set viewing distance, 1 - 24."],
             Some(_) => &[],

@@ -132,6 +132,15 @@ pub enum Event {
     Shutdown,
     /// A request from the admin listener.
     Admin(AdminRequest),
+    /// A `/history` or `/rollback` finished.
+    HistoryDone {
+        /// Who asked.
+        conn: ConnId,
+        /// What to tell them.
+        lines: Vec<String>,
+        /// Chunks written behind the cache's back (a rollback).
+        dirty: Vec<ChunkPos>,
+    },
 }
 
 /// The game loop's state.
@@ -158,6 +167,10 @@ pub struct World {
     pub(crate) scratch: Vec<ConnId>,
     /// What the admin listener sees.
     pub(crate) view: ViewState,
+    /// Accepted edits are recorded in block history.
+    pub(crate) history_on: bool,
+    /// The background task enforcing history retention.
+    pub(crate) pruner: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for World {
@@ -202,7 +215,10 @@ impl World {
             .timeout(config.login.timeout)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
+        let history_on = config.history.records(&config.store.scheme()) && store.keeps_history();
         Self {
+            history_on,
+            pruner: None,
             flusher: Flusher::new(),
             sync: SyncState::default(),
             config,
@@ -233,6 +249,7 @@ impl World {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_player_save = Instant::now();
         let mut last_visibility = Instant::now();
+        self.start_pruner();
         loop {
             self.health.turn();
             let flush_at = self
@@ -249,7 +266,7 @@ impl World {
                 }
                 _ = tick.tick() => {
                     self.start_flush_if_due();
-                    if self.config.sync_interval > Duration::ZERO {
+                    if self.config.sync_interval > Duration::ZERO || !self.sync.dirty.is_empty() {
                         self.start_sync();
                     }
                     if last_player_save.elapsed() >= PLAYER_SAVE_INTERVAL {
@@ -312,6 +329,7 @@ impl World {
             Event::Announce(text) => self.broadcast(&[ServerMessage::Talk(&text)], None),
             Event::Shutdown => self.start_drain(),
             Event::Admin(request) => self.on_admin(request),
+            Event::HistoryDone { conn, lines, dirty } => self.on_history_done(conn, lines, dirty),
         }
     }
 
@@ -402,6 +420,9 @@ impl World {
             ClientCommand::Light { pos, w } => self.on_light(conn, *pos, *w),
             ClientCommand::Sign { pos, face, text } => self.on_sign(conn, *pos, *face, text),
             ClientCommand::Position(pos) => self.on_position(conn, *pos),
+            ClientCommand::Talk(text) if crate::commands::history::is_history_command(text) => {
+                self.on_history_command(conn, text, queued.flush_waits)
+            }
             ClientCommand::Talk(text) => self.on_talk(conn, text),
         }
     }
@@ -671,7 +692,35 @@ impl World {
         true
     }
 
+    /// Starts the retention task when history is recorded with limits.
+    fn start_pruner(&mut self) {
+        let settings = self.config.history.clone();
+        if !self.history_on || !settings.prunes() {
+            return;
+        }
+        let store = self.store.clone();
+        self.pruner = Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(settings.prune_interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let older_than = settings.max_age.map_or(i64::MIN, |age| {
+                    let age = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+                    Self::now_ms().saturating_sub(age)
+                });
+                match store.prune_history(older_than, settings.max_rows).await {
+                    Ok(0) => {}
+                    Ok(deleted) => info!(deleted, "pruned block history"),
+                    Err(e) => warn!(error = %e, "pruning block history failed; will retry"),
+                }
+            }
+        }));
+    }
+
     async fn finish(&mut self) {
+        if let Some(pruner) = self.pruner.take() {
+            pruner.abort();
+        }
         self.collect_player_saves();
         let records: Vec<PlayerRecord> = self.player_saves.drain().map(|(_, r)| r).collect();
         if !records.is_empty()

@@ -27,6 +27,8 @@ pub enum Wait {
     Flush,
     /// The identity service.
     Login,
+    /// A `/history` or `/rollback` reading or writing the store.
+    History,
 }
 
 /// A command waiting its turn.

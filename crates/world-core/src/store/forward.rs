@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use crate::coords::ChunkPos;
 
 use super::{
-    ApplyReceipt, Batch, BlockStore, ChunkData, ChunkHead, Key, PlayerRecord, StoreCounter,
-    StoreError, StoreResult,
+    ApplyReceipt, Batch, BlockStore, ChunkData, ChunkHead, HistoryEntry, HistoryQuery, Key,
+    PlayerRecord, StoreCounter, StoreError, StoreResult,
 };
 
 /// One call of [`BlockStore`], with its arguments, as a
@@ -44,6 +44,15 @@ pub enum StoreCall<'a> {
     Ping,
     /// [`BlockStore::close`].
     Close,
+    /// [`BlockStore::history`].
+    History(&'a HistoryQuery),
+    /// [`BlockStore::prune_history`].
+    PruneHistory {
+        /// Entries older than this go.
+        older_than_ms: i64,
+        /// Entries beyond this many go.
+        max_rows: Option<u64>,
+    },
 }
 
 impl StoreCall<'_> {
@@ -58,6 +67,8 @@ impl StoreCall<'_> {
             StoreCall::SavePlayers(_) => "save_players",
             StoreCall::Ping => "ping",
             StoreCall::Close => "close",
+            StoreCall::History(_) => "history",
+            StoreCall::PruneHistory { .. } => "prune_history",
         }
     }
 }
@@ -174,6 +185,24 @@ impl<S: ForwardingStore> BlockStore for S {
     async fn close(&self) -> StoreResult<()> {
         forward(self, StoreCall::Close, self.target().close()).await
     }
+
+    fn keeps_history(&self) -> bool {
+        self.target().keeps_history()
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>> {
+        let call = StoreCall::History(query);
+        forward(self, call, self.target().history(query)).await
+    }
+
+    async fn prune_history(&self, older_than_ms: i64, max_rows: Option<u64>) -> StoreResult<u64> {
+        let call = StoreCall::PruneHistory {
+            older_than_ms,
+            max_rows,
+        };
+        let target_call = self.target().prune_history(older_than_ms, max_rows);
+        forward(self, call, target_call).await
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +270,10 @@ mod tests {
         store.load_player("ann").await.expect("load player");
         store.save_players(&[]).await.expect("save players");
         store.ping().await.expect("ping");
+        assert!(store.keeps_history());
+        let query = HistoryQuery::at(BlockPos::new(1, 1, 1), 5);
+        store.history(&query).await.expect("history");
+        store.prune_history(0, None).await.expect("prune");
         store.close().await.expect("close");
         assert!(matches!(store.ping().await, Err(StoreError::Closed)));
         assert!(!store.counters().is_empty(), "the target's counters");
@@ -256,6 +289,8 @@ mod tests {
                 "load_player ok",
                 "save_players ok",
                 "ping ok",
+                "history ok",
+                "prune_history ok",
                 "close ok",
                 "ping closed",
             ]

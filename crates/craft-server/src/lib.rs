@@ -21,6 +21,7 @@ pub mod admin;
 pub mod admission;
 pub mod agones;
 pub mod cli;
+pub mod cli_history;
 pub mod cli_import;
 mod commands;
 pub mod config;

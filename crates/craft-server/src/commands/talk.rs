@@ -175,8 +175,10 @@ impl World {
             None => &[
                 "Type \"t\" to chat. Type \"/\" to type commands:",
                 "/goto [NAME], /help [TOPIC], /list, /login NAME, /logout, /nick",
+                // The original's lines, byte for byte (clients and the
+                // recorded transcripts rely on them): `/history` and
+                // `/rollback` have their own topics instead.
                 "/offline [FILE], /online HOST [PORT], /pq P Q, /spawn, /view N",
-                "/history [X Y Z], /rollback NAME DURATION [RADIUS] (operators)",
             ],
             Some("goto") => &[
                 "Help: /goto [NAME]",

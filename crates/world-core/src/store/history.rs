@@ -338,9 +338,11 @@ impl HistoryQuery {
     }
 }
 
-/// The oldest entry per target among `entries` (in any order; ties in time
-/// broken by position in the slice, later = newer): what a rollback puts
-/// back is each target's `old` value from these.
+/// The oldest entry per target among `entries`, given newest first as
+/// [`BlockStore::history`](super::BlockStore::history) returns them (so
+/// among entries of the same millisecond the later in the slice is the
+/// older): what a rollback puts back is each target's `old` value from
+/// these.
 pub fn first_changes(entries: &[HistoryEntry]) -> Vec<&HistoryEntry> {
     let mut first: std::collections::BTreeMap<(i16, BlockPos, i32), (i64, usize)> =
         std::collections::BTreeMap::new();
@@ -348,8 +350,9 @@ pub fn first_changes(entries: &[HistoryEntry]) -> Vec<&HistoryEntry> {
         first
             .entry(e.target())
             .and_modify(|(t, at)| {
-                // Strictly older wins; equal times keep the earlier in the slice.
-                if e.time_ms < *t || (e.time_ms == *t && i < *at) {
+                // Older wins; in the same millisecond, the later in the
+                // slice (recorded earlier).
+                if e.time_ms < *t || (e.time_ms == *t && i > *at) {
                     *t = e.time_ms;
                     *at = i;
                 }
@@ -384,6 +387,12 @@ mod tests {
         assert_eq!(first.len(), 2);
         assert_eq!(first[0].id, 2);
         assert_eq!(first[1].id, 3);
+        // The same millisecond: newest first, so the last is the first made.
+        let same = vec![
+            entry(5, 10, Change::Block { old: 1, new: 2 }),
+            entry(4, 10, Change::Block { old: 0, new: 1 }),
+        ];
+        assert_eq!(first_changes(&same)[0].id, 4);
     }
 
     #[test]

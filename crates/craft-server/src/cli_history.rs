@@ -68,7 +68,12 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "BLOCKS", requires = "around")]
     pub radius: Option<u32>,
     /// The centre of --radius.
-    #[arg(long, value_name = "X,Z", allow_hyphen_values = true, requires = "radius")]
+    #[arg(
+        long,
+        value_name = "X,Z",
+        allow_hyphen_values = true,
+        requires = "radius"
+    )]
     pub around: Option<Xz>,
     /// At most this many changes, newest first.
     #[arg(long, value_name = "N", default_value_t = 50)]
@@ -87,7 +92,12 @@ pub struct RollbackArgs {
     #[arg(long, value_name = "BLOCKS", requires = "at")]
     pub radius: Option<u32>,
     /// The centre of --radius.
-    #[arg(long, value_name = "X,Z", allow_hyphen_values = true, requires = "radius")]
+    #[arg(
+        long,
+        value_name = "X,Z",
+        allow_hyphen_values = true,
+        requires = "radius"
+    )]
     pub at: Option<Xz>,
     /// The name recorded as the author of the restoring changes.
     #[arg(long = "as", value_name = "NAME", default_value = "console")]

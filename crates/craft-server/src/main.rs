@@ -50,7 +50,9 @@ fn main() -> ExitCode {
                 let to = to.unwrap_or_else(|| config.store.clone());
                 craft_server::cli_import::import(&from, &to).await
             }
-            Command::History(args) => craft_server::cli_history::history(&config.store, &args).await,
+            Command::History(args) => {
+                craft_server::cli_history::history(&config.store, &args).await
+            }
             Command::Rollback(args) => {
                 craft_server::cli_history::rollback(&config.store, &args).await
             }

@@ -129,7 +129,9 @@ impl History for StoreHistory {
         use crate::history::{self as hist, RollbackError};
         use world_core::StoreError;
         if request.since_ms < 0 {
-            return Err(HistoryError::Invalid("since_ms must not be negative".into()));
+            return Err(HistoryError::Invalid(
+                "since_ms must not be negative".into(),
+            ));
         }
         if request.user.as_deref().is_some_and(str::is_empty) {
             return Err(HistoryError::Invalid("user must not be empty".into()));
@@ -155,9 +157,9 @@ impl History for StoreHistory {
                 Ok(RollbackOutcome { blocks })
             }
             Err(e @ RollbackError::TooMany) => Err(HistoryError::Invalid(e.to_string())),
-            Err(RollbackError::Store(e @ (StoreError::Invalid(_) | StoreError::Unsupported(_)))) => {
-                Err(HistoryError::Invalid(e.to_string()))
-            }
+            Err(RollbackError::Store(
+                e @ (StoreError::Invalid(_) | StoreError::Unsupported(_)),
+            )) => Err(HistoryError::Invalid(e.to_string())),
             Err(RollbackError::Store(e)) => Err(HistoryError::Unavailable(e.to_string())),
         }
     }

@@ -829,14 +829,13 @@ pub async fn history_is_written_with_the_batch(store: &dyn BlockStore) {
 /// Author, time, area and limit filters; ties in time keep recording order.
 pub async fn history_queries_filter_and_order(store: &dyn BlockStore) {
     let mut batch = Batch::new();
-    let mut id = 100;
-    for (who, x, t) in [
+    for (id, (who, x, t)) in (100..).zip([
         ("ann", 0, 0),
         ("bob", 1, 1),
         ("ann", 2, 2),
         ("ann", 500, 2),
         ("ann", -3, 3),
-    ] {
+    ]) {
         let pos = BlockPos::new(x, 10, 0);
         batch.set_block(pos.chunk(), pos, 1, meta());
         batch.record(entry(
@@ -846,7 +845,6 @@ pub async fn history_queries_filter_and_order(store: &dyn BlockStore) {
             pos,
             Change::Block { old: 0, new: 1 },
         ));
-        id += 1;
     }
     apply(store, &batch).await;
     let xs = |entries: Vec<HistoryEntry>| entries.iter().map(|e| e.pos.x).collect::<Vec<_>>();

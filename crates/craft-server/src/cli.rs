@@ -86,6 +86,12 @@ pub enum Command {
         #[command(flatten)]
         migrate: MigrateArgs,
     },
+    /// Print recorded block changes of the store (--store, or the
+    /// configured one), newest first.
+    History(crate::cli_history::HistoryArgs),
+    /// Undo every change NAME made within DURATION, as one batch recorded
+    /// in history itself (so it can be undone too).
+    Rollback(crate::cli_history::RollbackArgs),
 }
 
 /// Flags of `import` and `verify`.

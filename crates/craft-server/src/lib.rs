@@ -14,6 +14,7 @@
 //! - [`bus`]: opens the fleet bus between servers sharing a world
 //!   (what crosses it: `world/fleet.rs`);
 //! - [`login`]: the optional identity service;
+//! - [`history`]: block history and rollback (in game, admin page, CLI);
 //! - [`metrics`]: Prometheus metrics and health;
 //! - on orchestrators: the [`admin`] listener (probes, metrics, the admin
 //!   page with its live map), [`agones`] (the SDK sidecar), [`imds`] (spot
@@ -25,11 +26,13 @@ pub mod admission;
 pub mod agones;
 pub mod bus;
 pub mod cli;
+pub mod cli_history;
 mod commands;
 pub mod config;
 pub mod connection;
 pub mod control;
 pub mod countdown;
+pub mod history;
 pub mod imds;
 pub mod login;
 pub mod metrics;

@@ -79,6 +79,12 @@ fn main() -> ExitCode {
                     .await
                     .map_err(migrate_failure)
             }
+            Command::History(args) => {
+                craft_server::cli_history::history(&config.store, &args).await
+            }
+            Command::Rollback(args) => {
+                craft_server::cli_history::rollback(&config.store, &args).await
+            }
         }
     });
     match result {

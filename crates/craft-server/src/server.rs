@@ -41,6 +41,9 @@ pub struct Shared {
     pub observers: Arc<Observers>,
     /// The admin page's settings.
     pub admin: Arc<crate::admin::AdminConfig>,
+    /// Block history is recorded (`history.record` for the store's
+    /// backend): the admin page's rollback works.
+    pub history: bool,
 }
 
 impl Shared {
@@ -58,6 +61,7 @@ impl Shared {
             control: Arc::new(Control::new()),
             observers: Arc::new(Observers::new()),
             admin: Arc::new(config.admin.clone()),
+            history: config.history.records(&config.store.scheme()),
         }
     }
 }

@@ -128,7 +128,7 @@ async fn status_shows_players_writes_and_warnings() {
     );
     assert!(s["edits_per_second"].as_f64().is_some(), "{s}");
     assert_eq!(s["actions"], true);
-    assert_eq!(s["history"], false);
+    assert_eq!(s["history"], true, "memory worlds record history");
     assert_eq!(s["max_zoom"], 3);
     assert!(
         s["warnings"]
@@ -315,7 +315,11 @@ async fn drain_starts_the_drain() {
 
 #[tokio::test]
 async fn rollback_says_history_is_not_enabled() {
-    let server = TestServer::memory(with_token).await;
+    let server = TestServer::memory(|c| {
+        with_token(c);
+        c.history.record = Some(false);
+    })
+    .await;
     let (code, _, answer) = post(
         &server,
         "/api/rollback",
@@ -329,6 +333,55 @@ async fn rollback_says_history_is_not_enabled() {
     );
     let (code, _, _) = post(&server, "/api/rollback", Some(TOKEN), json!({ "user": 3 })).await;
     assert_eq!(code, 400, "a malformed request is still refused");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rollback_restores_and_players_see_it() {
+    let store = Arc::new(MemoryStore::new());
+    let server = TestServer::start(store.clone(), |c| {
+        with_token(c);
+        c.commit_interval = Duration::from_millis(20);
+    })
+    .await;
+    let status = status(&server).await;
+    assert_eq!(status["history"], true);
+    let mut griefer = join(&server).await;
+    let mut other = join(&server).await;
+    griefer.send("B,3,100,3,6").await;
+    other.until(WAIT, |l| l == "B,0,0,3,100,3,6").await;
+    let pos = world_core::BlockPos::new(3, 100, 3);
+    let stored = |store: Arc<MemoryStore>| async move {
+        let data = store.load_chunk(pos.chunk(), 0).await.expect("load");
+        data.blocks.iter().find(|b| b.pos == pos).map(|b| b.w)
+    };
+    let mut flushed = false;
+    for _ in 0..80 {
+        if stored(store.clone()).await == Some(6) {
+            flushed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(flushed, "the edit reaches the store");
+    let (code, _, answer) = post(
+        &server,
+        "/api/rollback",
+        Some(TOKEN),
+        json!({ "user": "guest1", "since_ms": 0 }),
+    )
+    .await;
+    assert_eq!((code, &answer), (200, &json!({ "blocks": 1 })));
+    other.until(WAIT, |l| l == "B,0,0,3,100,3,0").await;
+    assert_eq!(stored(store.clone()).await, Some(0));
+    let (code, _, _) = post(
+        &server,
+        "/api/rollback",
+        Some(TOKEN),
+        json!({ "user": "guest1", "since_ms": -1 }),
+    )
+    .await;
+    assert_eq!(code, 400);
     server.stop().await;
 }
 

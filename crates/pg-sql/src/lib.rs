@@ -17,7 +17,8 @@
 //! | `light` | `p, q, x, y, z`, `w`, `key`, `user_id`, `updated_at` | primary `(p, q, x, y, z)` |
 //! | `sign` | `p, q, x, y, z, face`, `text`, `key`, `user_id`, `updated_at` | primary `(p, q, x, y, z, face)` |
 //! | `player` | `name`, `x, y, z, rx, ry` (real), `updated_at` | primary `name` |
-//! | `draft` | `owner`, `x, y, z` (bigint), `kind`, `face`, `w`, `text`, `seen`, `ms` | primary `(owner, x, y, z, kind, face)`: players' private edits, never read with chunks |
+//! | `draft` (migration 2) | `owner`, `x, y, z` (bigint), `kind`, `face`, `w`, `text`, `seen`, `ms` | primary `(owner, x, y, z, kind, face)`: players' private edits, never read with chunks |
+//! | `history` (migration 3) | `seq` (identity), `id`, `time_ms`, `author`, `guest`, `addr`, `kind`, `x, y, z`, `face`, `old_w`, `new_w`, `old_text`, `new_text` | primary `seq`; unique `id`; indexes `(x, z, y)`, `(author, time_ms)`, `(time_ms)` |
 //! | `schema_migrations` | `version`, `name`, `applied_at` | primary `version` |
 //!
 //! Coordinates are `bigint` as in the seed deployment; reads check that
@@ -98,6 +99,7 @@
 
 mod decode;
 mod drafts;
+mod history;
 mod named;
 mod paging;
 mod plan;
@@ -108,6 +110,7 @@ mod statements;
 
 pub use decode::{ChunkDataBuilder, ChunkRow, RowKind};
 pub use drafts::{DraftStatements, draft_change, draft_rows};
+pub use history::{HistoryParam, HistoryRow, HistoryStatements, decode_history, history_rows};
 pub use named::{Positional, to_positional};
 pub use paging::{ChunkPager, PageLimits};
 pub use plan::{Step, WritePlan, chunk_head, held_rows, player_rows};

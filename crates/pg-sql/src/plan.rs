@@ -34,17 +34,21 @@ pub enum Step {
     UpsertSigns,
     /// `delete_signs`: sign deletions.
     DeleteSigns,
+    /// `record_history`: the batch's history entries (last, so that a
+    /// failed write records nothing; the transaction covers both anyway).
+    RecordHistory,
 }
 
 impl Step {
     /// Every step, in execution order.
-    pub const ALL: [Step; 6] = [
+    pub const ALL: [Step; 7] = [
         Step::AdvanceHeads,
         Step::ClearDecor,
         Step::UpsertBlocks,
         Step::UpsertLights,
         Step::UpsertSigns,
         Step::DeleteSigns,
+        Step::RecordHistory,
     ];
 }
 
@@ -100,6 +104,7 @@ pub struct WritePlan<'a> {
     lights: Rows<'a>,
     sign_upserts: Rows<'a>,
     sign_deletes: Rows<'a>,
+    history: Rows<'a>,
 }
 
 impl<'a> WritePlan<'a> {
@@ -205,6 +210,7 @@ impl<'a> WritePlan<'a> {
             lights,
             sign_upserts,
             sign_deletes,
+            history: crate::history::history_rows(batch.history()),
         }
     }
 
@@ -222,6 +228,7 @@ impl<'a> WritePlan<'a> {
             Step::UpsertLights => &self.lights,
             Step::UpsertSigns => &self.sign_upserts,
             Step::DeleteSigns => &self.sign_deletes,
+            Step::RecordHistory => &self.history,
         }
     }
 

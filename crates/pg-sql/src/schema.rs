@@ -26,7 +26,7 @@ use std::fmt;
 use crate::rows::SqlType;
 
 /// The largest schema version this crate knows.
-pub const LATEST_VERSION: i32 = 2;
+pub const LATEST_VERSION: i32 = 3;
 
 /// The name of the PostgreSQL schema holding the world's tables
 /// (`public` by default).
@@ -270,6 +270,7 @@ const MIGRATIONS: &[(i32, &str, &[&str])] = &[
         ],
     ),
     (2, "drafts", crate::drafts::DRAFT_MIGRATION),
+    (3, "block history", crate::history::MIGRATION),
 ];
 
 #[cfg(test)]

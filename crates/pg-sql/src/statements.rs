@@ -300,6 +300,9 @@ pub struct Statements {
     pub save_players: RowSql,
     /// The statements of players' drafts.
     pub drafts: crate::drafts::DraftStatements,
+    /// Block history: recording (the last step of a batch), reads,
+    /// pruning.
+    pub history: crate::history::HistoryStatements,
     /// `insert_blocks_new_chunks` and `upsert_blocks_old_chunks`.
     block_steps: [RowSql; 2],
 }
@@ -328,6 +331,7 @@ impl Statements {
         let rows = |name, columns, body: &str| RowSql::new(schema, name, columns, body);
         Self {
             schema: schema.clone(),
+            history: crate::history::HistoryStatements::new(schema),
             load_chunk: fixed(
                 "SELECT 0 AS kind, x, y, z, w, key AS n, NULL::text AS text FROM {schema}.block \
                  WHERE p = :p::int8 AND q = :q::int8 AND key > :since::int8 \
@@ -471,6 +475,7 @@ impl Statements {
             Step::UpsertLights => std::slice::from_ref(&self.upsert_lights),
             Step::UpsertSigns => std::slice::from_ref(&self.upsert_signs),
             Step::DeleteSigns => std::slice::from_ref(&self.delete_signs),
+            Step::RecordHistory => std::slice::from_ref(&self.history.record),
         }
     }
 
@@ -491,7 +496,7 @@ impl Statements {
     }
 
     /// Every set statement.
-    pub fn row_statements(&self) -> [&RowSql; 11] {
+    pub fn row_statements(&self) -> [&RowSql; 12] {
         [
             &self.advance_heads,
             &self.clear_decor,
@@ -504,6 +509,7 @@ impl Statements {
             &self.changed_chunks,
             &self.chunk_heads,
             &self.save_players,
+            &self.history.record,
         ]
     }
 }

@@ -21,7 +21,7 @@ use secrecy::ExposeSecret;
 use tracing::{debug, info, warn};
 use world_core::coords::ChunkPos;
 use world_core::store::{
-    ApplyReceipt, Batch, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord, StoreCounter,
+    ApplyReceipt, Batch, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord, StoreCounter, HistoryEntry, HistoryQuery,
 };
 use world_core::{BlockStore, StoreError, StoreResult};
 
@@ -721,4 +721,17 @@ impl BlockStore for DataApiStore {
         }
         Ok(())
     }
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>> {
+        self.read_history(query).await
+    }
+
+    async fn prune_history(&self, older_than_ms: i64, max_rows: Option<u64>) -> StoreResult<u64> {
+        self.prune(older_than_ms, max_rows).await
+    }
 }
+
+mod history;

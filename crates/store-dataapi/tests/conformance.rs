@@ -4,3 +4,4 @@
 mod common;
 
 world_core::conformance_tests!(common::fresh_dyn);
+world_core::history_conformance_tests!(common::fresh_dyn);

@@ -19,10 +19,14 @@ pub(crate) enum Op {
     Prepare,
     /// Migrating the schema at start-up.
     Migrate,
+    /// Reading block history.
+    History,
+    /// Pruning block history.
+    PruneHistory,
 }
 
 impl Op {
-    const ALL: [Op; 12] = [
+    const ALL: [Op; 14] = [
         Op::LoadChunk,
         Op::Apply,
         Op::ChangedChunks,
@@ -35,6 +39,8 @@ impl Op {
         Op::Ping,
         Op::Prepare,
         Op::Migrate,
+        Op::History,
+        Op::PruneHistory,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -51,6 +57,8 @@ impl Op {
             Op::Ping => "ping",
             Op::Prepare => "prepare",
             Op::Migrate => "migrate",
+            Op::History => "history",
+            Op::PruneHistory => "prune_history",
         }
     }
 }

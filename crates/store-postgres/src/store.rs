@@ -18,7 +18,7 @@ use tokio_postgres::{NoTls, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use world_core::coords::ChunkPos;
 use world_core::store::{
-    ApplyReceipt, Batch, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord, StoreCounter,
+    ApplyReceipt, Batch, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord, StoreCounter, HistoryEntry, HistoryQuery,
 };
 use world_core::{BlockStore, StoreError, StoreResult};
 
@@ -657,4 +657,18 @@ impl BlockStore for PostgresStore {
         }
         Ok(())
     }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>> {
+        self.read_history(query).await
+    }
+
+    async fn prune_history(&self, older_than_ms: i64, max_rows: Option<u64>) -> StoreResult<u64> {
+        self.prune(older_than_ms, max_rows).await
+    }
 }
+
+mod history;

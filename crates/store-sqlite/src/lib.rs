@@ -122,6 +122,7 @@
 pub mod config;
 mod drafts;
 pub mod error;
+mod history;
 mod schema;
 mod store;
 

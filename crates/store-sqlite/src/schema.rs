@@ -11,7 +11,7 @@ use crate::error::{SchemaError, map};
 use world_core::{StoreError, StoreResult};
 
 /// The newest schema version this build writes (`craft_meta.schema_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The original server's `create_tables`, statement for statement (also what
 /// it runs at every start, hence `if not exists`).
@@ -88,6 +88,9 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<Migration> {
     if from < 1 {
         migrate_v1(&tx)?;
     }
+    if from < 2 {
+        migrate_v2(&tx)?;
+    }
     check_ours(&tx)?;
     crate::drafts::ensure_table(&tx)?;
     tx.commit()
@@ -129,6 +132,17 @@ fn migrate_v1(conn: &Connection) -> StoreResult<()> {
              SELECT 'last_key', max(coalesce((SELECT max(head) FROM craft_chunk), 0),
                                     coalesce((SELECT max(rowid) FROM block), 0));
          INSERT OR REPLACE INTO craft_meta (name, value) VALUES ('schema_version', 1);",
+    )
+    .map_err(m)?;
+    Ok(())
+}
+
+/// Version 2: block history (see [`crate::history`]); a new table only.
+fn migrate_v2(conn: &Connection) -> StoreResult<()> {
+    let m = |e| map("migrating the schema to version 2", e);
+    conn.execute_batch(crate::history::V2_TABLES).map_err(m)?;
+    conn.execute_batch(
+        "INSERT OR REPLACE INTO craft_meta (name, value) VALUES ('schema_version', 2);",
     )
     .map_err(m)?;
     Ok(())
@@ -270,6 +284,14 @@ fn check_ours(conn: &Connection) -> StoreResult<()> {
         "craft_player",
         &["name", "x", "y", "z", "rx", "ry", "time_ms"],
     )?;
+    require_columns(conn, "craft_history", &crate::history::COLUMNS)?;
+    if !has_unique_index(conn, "craft_history", &["id"])? {
+        return Err(SchemaError::MissingUniqueIndex {
+            table: "craft_history",
+            columns: "id",
+        }
+        .into());
+    }
     if !has_unique_index(conn, "craft_chunk", &["p", "q"])? {
         return Err(SchemaError::MissingUniqueIndex {
             table: "craft_chunk",

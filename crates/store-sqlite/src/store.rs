@@ -11,9 +11,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 use world_core::store::{
-    ApplyReceipt, Batch, ChunkAdvance, ChunkData, ChunkHead, DraftChange, Key, MAX_KEY,
-    PlayerRecord, StoreCounter, StoreCounters, StoredBlock, StoredLight, StoredSign,
-    validate_draft,
+    ApplyReceipt, Batch, ChunkAdvance, ChunkData, ChunkHead, DraftChange, Key, MAX_KEY, PlayerRecord, StoreCounter, StoreCounters, StoredBlock, StoredLight, StoredSign, validate_draft, HistoryEntry, HistoryQuery,
 };
 use world_core::{BlockPos, BlockStore, ChunkPos, StoreError, StoreResult};
 
@@ -107,10 +105,12 @@ enum Op {
     DeleteDraft,
     Ping,
     Close,
+    History,
+    PruneHistory,
 }
 
 impl Op {
-    const ALL: [Op; 12] = [
+    const ALL: [Op; 14] = [
         Op::Open,
         Op::Apply,
         Op::LoadChunk,
@@ -123,6 +123,8 @@ impl Op {
         Op::DeleteDraft,
         Op::Ping,
         Op::Close,
+        Op::History,
+        Op::PruneHistory,
     ];
 
     fn name(self) -> &'static str {
@@ -139,6 +141,8 @@ impl Op {
             Op::DeleteDraft => "delete_draft",
             Op::Ping => "ping",
             Op::Close => "close",
+            Op::History => "history",
+            Op::PruneHistory => "prune_history",
         }
     }
 }
@@ -562,6 +566,7 @@ fn apply_batch(session: &mut Session<'_>, batch: &Batch) -> StoreResult<ApplyRec
     }
     tx.execute(PUT_LAST_KEY, [next - 1]).map_err(m)?;
     statements += 1;
+    statements += crate::history::insert(&tx, batch.history())?;
     tx.commit().map_err(m)?;
     session.statements += statements;
 
@@ -921,5 +926,27 @@ impl BlockStore for SqliteStore {
         })
         .await
         .map_err(|e| join("close", e))?
+    }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>> {
+        query.validate()?;
+        let query = query.clone();
+        self.with_reader(Op::History, move |s| {
+            s.statements += 1;
+            crate::history::query(s.conn, &query)
+        })
+        .await
+    }
+
+    async fn prune_history(&self, older_than_ms: i64, max_rows: Option<u64>) -> StoreResult<u64> {
+        self.with_writer(Op::PruneHistory, move |s| {
+            s.statements += 1 + u64::from(max_rows.is_some());
+            crate::history::prune(s.conn, older_than_ms, max_rows)
+        })
+        .await
     }
 }

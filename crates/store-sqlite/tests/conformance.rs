@@ -9,3 +9,4 @@ async fn fresh() -> Option<TempStore> {
 }
 
 world_core::conformance_tests!(fresh);
+world_core::history_conformance_tests!(fresh);

@@ -18,8 +18,7 @@ use std::sync::Arc;
 
 use crate::coords::{BlockPos, ChunkPos};
 use crate::store::{
-    ApplyReceipt, Batch, BlockStore, ChangeMeta, ChunkData, ChunkHead, DraftChange, DraftEdit,
-    DraftSlot, Key, MAX_KEY, MAX_STORED_TEXT_BYTES, PlayerRecord, StoreError, publish_draft,
+    ApplyReceipt, Batch, BlockStore, ChangeMeta, ChunkData, ChunkHead, DraftChange, DraftEdit, DraftSlot, Key, MAX_KEY, MAX_STORED_TEXT_BYTES, PlayerRecord, StoreError, publish_draft, Area, Author, Change, HistoryEntry, HistoryQuery,
 };
 
 /// Reads the address of a backend's test service from environment variable
@@ -85,6 +84,22 @@ macro_rules! conformance_tests {
                 }
             }
         )*
+    };
+}
+
+/// Generates one `#[tokio::test]` per history check, for backends that keep
+/// block history ([`BlockStore::keeps_history`]); same argument as
+/// [`conformance_tests!`].
+#[macro_export]
+macro_rules! history_conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@each $fresh;
+            history_is_written_with_the_batch,
+            history_queries_filter_and_order,
+            history_survives_reapplying_once,
+            failed_batch_records_no_history,
+            history_pruning_by_age_and_rows,
+        );
     };
 }
 
@@ -1010,4 +1025,179 @@ pub async fn close_is_final(store: &dyn BlockStore) {
         Err(StoreError::Closed) => {}
         other => panic!("expected Closed after close, got {other:?}"),
     }
+}
+
+// --- block history -----------------------------------------------------------
+
+const HISTORY_T0: i64 = 1_764_000_000_000;
+
+fn entry(id: i64, time_ms: i64, who: &str, pos: BlockPos, change: Change) -> HistoryEntry {
+    HistoryEntry {
+        id,
+        time_ms,
+        author: Author {
+            name: Arc::from(who),
+            guest: who.starts_with("guest"),
+            addr: Some(Arc::from("192.0.2.7")),
+        },
+        pos,
+        change,
+    }
+}
+
+async fn history(store: &dyn BlockStore, query: &HistoryQuery) -> Vec<HistoryEntry> {
+    match store.history(query).await {
+        Ok(entries) => entries,
+        Err(e) => panic!("{} history({query:?}) failed: {e}", store.backend()),
+    }
+}
+
+/// Entries come back exactly as written (every kind, far and negative
+/// positions, texts with commas, quotes and non-ASCII), newest first.
+pub async fn history_is_written_with_the_batch(store: &dyn BlockStore) {
+    assert!(store.keeps_history(), "{} keeps history", store.backend());
+    let pos = BlockPos::new(-1_000_000, 40, 2_000_000_000);
+    let chunk = pos.chunk();
+    let mut batch = Batch::new();
+    batch.set_block(chunk, pos, 5, meta());
+    batch.set_light(chunk, pos, 9, meta());
+    batch.set_sign(chunk, pos, 3, "a, \"b\" é ☃", meta());
+    let written = vec![
+        entry(11, HISTORY_T0, "ann", pos, Change::Block { old: 0, new: 5 }),
+        entry(
+            12,
+            HISTORY_T0 + 1,
+            "ann",
+            pos,
+            Change::Light { old: 0, new: 9 },
+        ),
+        entry(
+            13,
+            HISTORY_T0 + 2,
+            "guest4",
+            pos,
+            Change::Sign {
+                face: 3,
+                old: None,
+                new: Some("a, \"b\" é ☃".to_owned()),
+            },
+        ),
+    ];
+    for e in &written {
+        batch.record(e.clone());
+    }
+    apply(store, &batch).await;
+    let mut back = history(store, &HistoryQuery::at(pos, 10)).await;
+    back.reverse();
+    assert_eq!(back, written);
+    assert!(
+        history(store, &HistoryQuery::at(BlockPos::new(0, 40, 0), 10))
+            .await
+            .is_empty()
+    );
+}
+
+/// Author, time, area and limit filters; ties in time keep recording order.
+pub async fn history_queries_filter_and_order(store: &dyn BlockStore) {
+    let mut batch = Batch::new();
+    for (id, (who, x, t)) in (100..).zip([
+        ("ann", 0, 0),
+        ("bob", 1, 1),
+        ("ann", 2, 2),
+        ("ann", 500, 2),
+        ("ann", -3, 3),
+    ]) {
+        let pos = BlockPos::new(x, 10, 0);
+        batch.set_block(pos.chunk(), pos, 1, meta());
+        batch.record(entry(
+            id,
+            HISTORY_T0 + t,
+            who,
+            pos,
+            Change::Block { old: 0, new: 1 },
+        ));
+    }
+    apply(store, &batch).await;
+    let xs = |entries: Vec<HistoryEntry>| entries.iter().map(|e| e.pos.x).collect::<Vec<_>>();
+    let all_ann = HistoryQuery::by("ann", HISTORY_T0, None, 100);
+    assert_eq!(xs(history(store, &all_ann).await), vec![-3, 500, 2, 0]);
+    let recent = HistoryQuery::by("ann", HISTORY_T0 + 2, None, 100);
+    assert_eq!(xs(history(store, &recent).await), vec![-3, 500, 2]);
+    let near = Area {
+        x: 0,
+        z: 0,
+        radius: 2,
+    };
+    let around = HistoryQuery::by("ann", HISTORY_T0, Some(near), 100);
+    assert_eq!(xs(history(store, &around).await), vec![2, 0]);
+    let two = HistoryQuery::by("ann", HISTORY_T0, None, 2);
+    assert_eq!(xs(history(store, &two).await), vec![-3, 500]);
+    let nobody = HistoryQuery::by("carol", 0, None, 100);
+    assert!(history(store, &nobody).await.is_empty());
+}
+
+/// Re-applying a batch (a retry after an unknown outcome) records its
+/// entries once.
+pub async fn history_survives_reapplying_once(store: &dyn BlockStore) {
+    let pos = BlockPos::new(77, 5, -77);
+    let mut batch = Batch::new();
+    batch.set_block(pos.chunk(), pos, 4, meta());
+    batch.record(entry(
+        900,
+        HISTORY_T0,
+        "ann",
+        pos,
+        Change::Block { old: 0, new: 4 },
+    ));
+    apply(store, &batch).await;
+    apply(store, &batch).await;
+    assert_eq!(history(store, &HistoryQuery::at(pos, 10)).await.len(), 1);
+}
+
+/// A batch refused as invalid records no history either.
+pub async fn failed_batch_records_no_history(store: &dyn BlockStore) {
+    let pos = BlockPos::new(3, 3, 3);
+    let mut batch = Batch::new();
+    batch.set_block(pos.chunk(), pos, 4, meta());
+    batch.set_light(pos.chunk(), pos, 99, meta());
+    batch.record(entry(
+        901,
+        HISTORY_T0,
+        "ann",
+        pos,
+        Change::Block { old: 0, new: 4 },
+    ));
+    assert!(store.apply(&batch).await.is_err());
+    assert!(history(store, &HistoryQuery::at(pos, 10)).await.is_empty());
+}
+
+/// Pruning drops what is older than the limit, then the oldest beyond the
+/// row budget.
+pub async fn history_pruning_by_age_and_rows(store: &dyn BlockStore) {
+    let pos = BlockPos::new(9, 9, 9);
+    let mut batch = Batch::new();
+    batch.set_block(pos.chunk(), pos, 1, meta());
+    for i in 0..10 {
+        batch.record(entry(
+            1000 + i,
+            HISTORY_T0 + i,
+            "ann",
+            pos,
+            Change::Block { old: 0, new: 1 },
+        ));
+    }
+    apply(store, &batch).await;
+    let deleted = match store.prune_history(HISTORY_T0 + 3, None).await {
+        Ok(n) => n,
+        Err(e) => panic!("{} prune_history failed: {e}", store.backend()),
+    };
+    assert_eq!(deleted, 3);
+    let deleted = match store.prune_history(HISTORY_T0, Some(4)).await {
+        Ok(n) => n,
+        Err(e) => panic!("{} prune_history failed: {e}", store.backend()),
+    };
+    assert_eq!(deleted, 3);
+    let left = history(store, &HistoryQuery::at(pos, 100)).await;
+    let ids: Vec<i64> = left.iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![1009, 1008, 1007, 1006]);
 }

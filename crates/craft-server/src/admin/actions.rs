@@ -80,7 +80,7 @@ pub struct RollbackRequest {
 /// What a rollback did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RollbackOutcome {
-    /// Blocks put back.
+    /// Positions put back (blocks, lights and sign faces).
     pub blocks: usize,
 }
 
@@ -95,8 +95,8 @@ pub enum HistoryError {
     Unavailable(String),
 }
 
-/// Block history: what the rollback action calls. The history feature
-/// implements it; until then [`history`] has none and the action answers
+/// Block history: what the rollback action calls. [`history`] gives
+/// none when the server does not record history, and the action answers
 /// 501.
 #[async_trait]
 pub trait History: Send + Sync + std::fmt::Debug {
@@ -105,8 +105,64 @@ pub trait History: Send + Sync + std::fmt::Debug {
 }
 
 /// The block history of this server, if it keeps one.
-pub fn history(_state: &crate::server::Shared) -> Option<Arc<dyn History>> {
-    None
+pub fn history(state: &crate::server::Shared) -> Option<Arc<dyn History>> {
+    state.history.then(|| {
+        Arc::new(StoreHistory {
+            observers: state.observers.clone(),
+        }) as Arc<dyn History>
+    })
+}
+
+/// Rollback through the game loop's store ([`crate::history::rollback`]),
+/// then a resync of the written chunks so that players see them.
+#[derive(Debug)]
+struct StoreHistory {
+    observers: Arc<crate::world::Observers>,
+}
+
+/// The author the page's rollbacks are recorded under.
+const ADMIN_AUTHOR: &str = "admin";
+
+#[async_trait]
+impl History for StoreHistory {
+    async fn rollback(&self, request: &RollbackRequest) -> Result<RollbackOutcome, HistoryError> {
+        use crate::history::{self as hist, RollbackError};
+        use world_core::StoreError;
+        if request.since_ms < 0 {
+            return Err(HistoryError::Invalid(
+                "since_ms must not be negative".into(),
+            ));
+        }
+        if request.user.as_deref().is_some_and(str::is_empty) {
+            return Err(HistoryError::Invalid("user must not be empty".into()));
+        }
+        let store = self
+            .observers
+            .store()
+            .ok_or_else(|| HistoryError::Unavailable("the game loop is not running".into()))?;
+        let rollback = hist::RollbackRequest {
+            author: request.user.clone(),
+            since_ms: request.since_ms,
+            area: None,
+            by: world_core::store::Author::user(ADMIN_AUTHOR),
+            now_ms: hist::now_ms(),
+        };
+        match hist::rollback(&*store, &rollback).await {
+            Ok(report) => {
+                let blocks = report.restored;
+                let chunks = report.chunks;
+                self.observers
+                    .request(AdminRequest::Resync { chunks })
+                    .await;
+                Ok(RollbackOutcome { blocks })
+            }
+            Err(e @ RollbackError::TooMany) => Err(HistoryError::Invalid(e.to_string())),
+            Err(RollbackError::Store(
+                e @ (StoreError::Invalid(_) | StoreError::Unsupported(_)),
+            )) => Err(HistoryError::Invalid(e.to_string())),
+            Err(RollbackError::Store(e)) => Err(HistoryError::Unavailable(e.to_string())),
+        }
+    }
 }
 
 /// `{"id": 3}` or `{"nick": "alice"}`.

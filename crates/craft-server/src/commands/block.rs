@@ -88,6 +88,17 @@ impl World {
             return self.draft_block(conn, pos, w, previous);
         }
         self.metrics.edit("block", "accepted");
+        self.record_change(
+            conn,
+            pos,
+            world_core::store::Change::Block {
+                old: previous,
+                new: w,
+            },
+        );
+        if w == 0 {
+            self.record_clear(conn, pos);
+        }
         let meta = self.meta(conn);
         let generation = self.flusher.generation;
         // The block itself, then the mirrors kept by neighbour chunks.

@@ -42,6 +42,12 @@ impl World {
             return self.draft_light(conn, pos, w);
         }
         self.metrics.edit("light", "accepted");
+        let old = self
+            .chunks
+            .ready(chunk)
+            .and_then(|s| s.lights.get(&pos).copied())
+            .unwrap_or(0);
+        self.record_change(conn, pos, world_core::store::Change::Light { old, new: w });
         let meta = self.meta(conn);
         self.flusher.pending.set_light(chunk, pos, w, meta);
         if let Some(state) = self.chunks.ready_mut(chunk) {

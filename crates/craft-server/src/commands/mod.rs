@@ -5,6 +5,7 @@
 mod block;
 mod chunk;
 mod drafts;
+pub(crate) mod history;
 mod light;
 mod login;
 mod position;

@@ -28,8 +28,29 @@ impl World {
         if self.drafting(conn) {
             return self.draft_sign(conn, pos, face, text);
         }
-        self.metrics.edit("sign", "accepted");
         let chunk = pos.chunk();
+        if self.history_on {
+            // History needs the old text: the chunk must be in memory.
+            match self.ensure_chunk(chunk, false) {
+                Err(wait) => return Step::Wait(wait),
+                Ok(false) => {
+                    self.send(conn, ServerMessage::Talk(super::block::STORE_UNAVAILABLE));
+                    self.metrics.edit("sign", "unavailable");
+                    return Step::Done;
+                }
+                Ok(true) => {}
+            }
+            let old = self
+                .chunks
+                .ready(chunk)
+                .and_then(|s| s.signs.get(&(pos, face)).cloned());
+            let new = (!text.is_empty()).then(|| text.to_owned());
+            if old != new {
+                let change = world_core::store::Change::Sign { face, old, new };
+                self.record_change(conn, pos, change);
+            }
+        }
+        self.metrics.edit("sign", "accepted");
         let meta = self.meta(conn);
         // No need to load the chunk: a later load overlays pending writes.
         self.flusher.pending.set_sign(chunk, pos, face, text, meta);

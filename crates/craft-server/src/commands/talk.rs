@@ -190,7 +190,9 @@ impl World {
                 "Type \"t\" to chat. Type \"/\" to type commands:",
                 "/goto [NAME], /help [TOPIC], /list, /login NAME, /logout, /nick",
                 "/offline [FILE], /online HOST [PORT], /pq P Q, /spawn, /view N",
-                "/private, /publish [check], /discard",
+                // The lines above are the original's, byte for byte; this
+                // server's own commands follow on a line of their own.
+                "/private, /publish [check], /discard, /history, /rollback",
             ],
             Some("goto") => &[
                 "Help: /goto [NAME]",
@@ -231,6 +233,16 @@ impl World {
             Some("discard") => &[
                 "Help: /discard",
                 "Drop your draft and see the world as it is again.",
+            ],
+            Some("history") => &[
+                "Help: /history [X Y Z]",
+                "Show the last changes of the block you look at, or at X Y Z:",
+                "who, when, and the values before and after.",
+            ],
+            Some("rollback") => &[
+                "Help: /rollback NAME DURATION [RADIUS]",
+                "Operators: undo every change NAME made in the last DURATION",
+                "(90s, 10m, 2h, 1d), within RADIUS blocks of you if given.",
             ],
             Some("spawn") => &["Help: /spawn", "Teleport back to the spawn point."],
             Some("view") => &["Help: /view N", "Set viewing distance, 1 - 24."],

@@ -4,6 +4,7 @@
 //! configuration: `craft-server` alone serves `sqlite:craft.db` on
 //! `0.0.0.0:4080`. See `craft-server.example.toml` for a commented file.
 
+mod history;
 pub mod memory;
 mod orchestrator;
 mod store_url;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use world_core::protocol::Position;
 
+pub use history::HistoryConfig;
 pub use orchestrator::{
     AgonesConfig, DEFAULT_HTTP_PORT, GRPC_PORT_ENV, HTTP_PORT_ENV, ImdsConfig, PlayerCount, Switch,
 };
@@ -427,6 +429,10 @@ pub struct Config {
     pub admin: crate::admin::AdminConfig,
     /// Private builds.
     pub drafts: DraftsConfig,
+    /// Block history and its retention.
+    pub history: HistoryConfig,
+    /// User names (logged in) allowed `/rollback`.
+    pub operators: Vec<String>,
 }
 
 impl Default for Config {
@@ -457,6 +463,8 @@ impl Default for Config {
             imds: ImdsConfig::default(),
             admin: crate::admin::AdminConfig::default(),
             drafts: DraftsConfig::default(),
+            history: HistoryConfig::default(),
+            operators: Vec::new(),
         }
     }
 }
@@ -546,6 +554,12 @@ impl Config {
         self.imds.validate().map_err(ConfigError::Invalid)?;
         self.shutdown.validate().map_err(ConfigError::Invalid)?;
         self.admin.validate().map_err(ConfigError::Invalid)?;
+        self.history
+            .validate(&self.store.scheme())
+            .map_err(ConfigError::Invalid)?;
+        if self.operators.iter().any(|o| o.is_empty()) {
+            return invalid("operators cannot contain an empty name".into());
+        }
         if self
             .welcome
             .iter()
@@ -606,5 +620,19 @@ mod tests {
         assert!(c.validate().is_ok());
         c.welcome = vec!["a\nb".into()];
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn history_defaults_per_backend() {
+        let c = Config::from_toml("[history]\nmax_age = \"30d\"").expect("parse");
+        assert!(c.history.records("sqlite"));
+        assert!(c.history.records("postgres"));
+        assert!(!c.history.records("dynamodb"));
+        assert_eq!(c.history.prune_interval, HistoryConfig::PRUNE_INTERVAL);
+        let mut c =
+            Config::from_toml("operators = [\"ann\"]\n[history]\nrecord = true").expect("parse");
+        c.validate().expect("valid on sqlite");
+        c.store = StoreUrl("dynamodb://t".into());
+        assert!(c.validate().is_err(), "DynamoDB keeps no history");
     }
 }

@@ -154,6 +154,15 @@ pub enum Event {
         /// What happened.
         result: Result<drafts::PublishOutcome, StoreError>,
     },
+    /// A `/history` or `/rollback` finished.
+    HistoryDone {
+        /// Who asked.
+        conn: ConnId,
+        /// What to tell them.
+        lines: Vec<String>,
+        /// Chunks written behind the cache's back (a rollback).
+        dirty: Vec<ChunkPos>,
+    },
 }
 
 /// The game loop's state.
@@ -186,6 +195,10 @@ pub struct World {
     pub(crate) bus_rx: Option<bus_core::BusReceiver>,
     /// The task taking drafts to the store.
     pub(crate) drafts: drafts::DraftWriter,
+    /// Accepted edits are recorded in block history.
+    pub(crate) history_on: bool,
+    /// The background task enforcing history retention.
+    pub(crate) pruner: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for World {
@@ -230,8 +243,11 @@ impl World {
             .timeout(config.login.timeout)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
+        let history_on = config.history.records(&config.store.scheme()) && store.keeps_history();
         Self {
             drafts: drafts::DraftWriter::start(store.clone(), events.clone()),
+            history_on,
+            pruner: None,
             flusher: Flusher::new(),
             sync: SyncState::default(),
             config,
@@ -267,6 +283,7 @@ impl World {
         let mut bus_rx = self.bus_rx.take();
         let mut bus_tick = tokio::time::interval(fleet::BUS_TICK);
         bus_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.start_pruner();
         loop {
             self.health.turn();
             let flush_at = self
@@ -293,7 +310,7 @@ impl World {
                 }
                 _ = tick.tick() => {
                     self.start_flush_if_due();
-                    if self.sync_interval() > Duration::ZERO {
+                    if self.sync_interval() > Duration::ZERO || !self.sync.dirty.is_empty() {
                         self.start_sync();
                     }
                     if last_player_save.elapsed() >= PLAYER_SAVE_INTERVAL {
@@ -367,6 +384,7 @@ impl World {
                 changes,
                 result,
             } => self.on_draft_published(conn, changes, result),
+            Event::HistoryDone { conn, lines, dirty } => self.on_history_done(conn, lines, dirty),
         }
     }
 
@@ -457,6 +475,9 @@ impl World {
             ClientCommand::Light { pos, w } => self.on_light(conn, *pos, *w),
             ClientCommand::Sign { pos, face, text } => self.on_sign(conn, *pos, *face, text),
             ClientCommand::Position(pos) => self.on_position(conn, *pos),
+            ClientCommand::Talk(text) if crate::commands::history::is_history_command(text) => {
+                self.on_history_command(conn, text, queued.flush_waits)
+            }
             ClientCommand::Talk(text) => self.on_talk(conn, text, queued),
         }
     }
@@ -727,9 +748,37 @@ impl World {
         self.drafts.is_idle()
     }
 
+    /// Starts the retention task when history is recorded with limits.
+    fn start_pruner(&mut self) {
+        let settings = self.config.history.clone();
+        if !self.history_on || !settings.prunes() {
+            return;
+        }
+        let store = self.store.clone();
+        self.pruner = Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(settings.prune_interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let older_than = settings.max_age.map_or(i64::MIN, |age| {
+                    let age = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+                    Self::now_ms().saturating_sub(age)
+                });
+                match store.prune_history(older_than, settings.max_rows).await {
+                    Ok(0) => {}
+                    Ok(deleted) => info!(deleted, "pruned block history"),
+                    Err(e) => warn!(error = %e, "pruning block history failed; will retry"),
+                }
+            }
+        }));
+    }
+
     async fn finish(&mut self) {
         if let Some(fleet) = &mut self.fleet {
             fleet.leave().await;
+        }
+        if let Some(pruner) = self.pruner.take() {
+            pruner.abort();
         }
         self.collect_player_saves();
         let records: Vec<PlayerRecord> = self.player_saves.drain().map(|(_, r)| r).collect();

@@ -29,6 +29,8 @@ pub enum Wait {
     Login,
     /// The draft store task (loading a draft, publishing one).
     Draft,
+    /// A `/history` or `/rollback` reading or writing the store.
+    History,
 }
 
 /// A command waiting its turn.

@@ -153,6 +153,12 @@ pub enum AdminRequest {
         /// The answer.
         reply: oneshot::Sender<Option<String>>,
     },
+    /// Chunks written behind the game loop's back (a rollback from the
+    /// admin page): reload them and show them to the players who have them.
+    Resync {
+        /// The chunks.
+        chunks: Vec<ChunkPos>,
+    },
     /// The cached chunks among `chunks`, for the map. Chunks not in memory
     /// are left out: the caller reads those from the store.
     Chunks {
@@ -374,6 +380,7 @@ impl World {
                 });
                 let _ = reply.send(kicked);
             }
+            AdminRequest::Resync { chunks } => self.resync(chunks),
             AdminRequest::Chunks { chunks, reply } => {
                 let hot = chunks
                     .into_iter()

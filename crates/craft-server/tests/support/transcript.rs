@@ -313,7 +313,7 @@ fn numbers_equal(a: &str, b: &str) -> bool {
 
 /// Lines the original never sent that this server adds to its answers:
 /// `/help` also lists the private-build commands (issue 12).
-const EXTENSION_LINES: &[&str] = &["T,/private, /publish [check], /discard"];
+const EXTENSION_LINES: &[&str] = &["T,/private, /publish [check], /discard, /history, /rollback"];
 
 fn line_matches(expected: &str, actual: &str) -> bool {
     if expected == actual {

@@ -20,6 +20,7 @@ use crate::coords::{BlockPos, ChunkPos};
 use crate::rules::{MAX_LIGHT, MAX_SIGN_FACE};
 
 use super::error::{StoreError, StoreResult};
+use super::history::HistoryEntry;
 
 /// Largest sign text a store accepts, in bytes. The game itself stops at 48
 /// characters; this bound only keeps stores and imports sane.
@@ -131,6 +132,8 @@ pub struct Batch {
     blocks: BTreeMap<PosKey, BlockWrite>,
     lights: BTreeMap<PosKey, LightWrite>,
     signs: BTreeMap<FaceKey, SignWrite>,
+    /// Every change as made (not folded), for stores that keep history.
+    history: Vec<HistoryEntry>,
 }
 
 impl Batch {
@@ -201,6 +204,24 @@ impl Batch {
         self.clears.insert(DecorClear { chunk, pos });
     }
 
+    /// Records who changed what, to be written with the batch's changes by
+    /// stores that keep history. Entries are kept in the order made, one per
+    /// change (they are not folded like the writes).
+    pub fn record(&mut self, entry: HistoryEntry) {
+        self.history.push(entry);
+    }
+
+    /// The history entries, in the order recorded.
+    pub fn history(&self) -> &[HistoryEntry] {
+        &self.history
+    }
+
+    /// Keeps only the history entries `keep` accepts (a batch losing the
+    /// writes of a chunk loses their entries too).
+    pub fn retain_history(&mut self, keep: impl FnMut(&HistoryEntry) -> bool) {
+        self.history.retain(keep);
+    }
+
     /// Appends `later`, as if its changes had been made after this batch's.
     /// Used to put a failed batch back in front of newer changes.
     pub fn extend(&mut self, later: Batch) {
@@ -210,9 +231,10 @@ impl Batch {
         self.blocks.extend(later.blocks);
         self.lights.extend(later.lights);
         self.signs.extend(later.signs);
+        self.history.extend(later.history);
     }
 
-    /// Number of writes (clears included).
+    /// Number of writes (clears included; history entries are not writes).
     pub fn len(&self) -> usize {
         self.clears.len() + self.blocks.len() + self.lights.len() + self.signs.len()
     }
@@ -294,6 +316,9 @@ impl Batch {
     /// Checks every value against what stores accept. Stores call this
     /// before writing anything, so an invalid batch changes nothing.
     pub fn validate(&self) -> StoreResult<()> {
+        for entry in &self.history {
+            entry.validate()?;
+        }
         let metas = self
             .blocks
             .values()

@@ -52,6 +52,10 @@ pub enum StoreError {
     /// access denied, unknown database).
     #[error("store configuration: {0}")]
     Config(String),
+    /// The store cannot do this at all (block history on a backend that
+    /// does not keep it); retrying will fail again.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// The store was closed with [`BlockStore::close`](super::BlockStore::close).
     #[error("the store is closed")]
     Closed,
@@ -97,6 +101,7 @@ impl StoreError {
             Self::KeyExhausted { .. } => "key_exhausted",
             Self::Corrupt(_) => "corrupt",
             Self::Config(_) => "config",
+            Self::Unsupported(_) => "unsupported",
             Self::Closed => "closed",
             Self::Other { .. } => "other",
         }

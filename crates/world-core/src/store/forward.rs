@@ -14,8 +14,7 @@ use async_trait::async_trait;
 use crate::coords::ChunkPos;
 
 use super::{
-    ApplyReceipt, Batch, BlockStore, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord,
-    StoreCounter, StoreError, StoreResult,
+    ApplyReceipt, Batch, BlockStore, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord, StoreCounter, StoreError, StoreResult, HistoryEntry, HistoryQuery,
 };
 
 /// One call of [`BlockStore`], with its arguments, as a
@@ -50,6 +49,15 @@ pub enum StoreCall<'a> {
     Ping,
     /// [`BlockStore::close`].
     Close,
+    /// [`BlockStore::history`].
+    History(&'a HistoryQuery),
+    /// [`BlockStore::prune_history`].
+    PruneHistory {
+        /// Entries older than this go.
+        older_than_ms: i64,
+        /// Entries beyond this many go.
+        max_rows: Option<u64>,
+    },
 }
 
 impl StoreCall<'_> {
@@ -67,6 +75,8 @@ impl StoreCall<'_> {
             StoreCall::DeleteDraft(_) => "delete_draft",
             StoreCall::Ping => "ping",
             StoreCall::Close => "close",
+            StoreCall::History(_) => "history",
+            StoreCall::PruneHistory { .. } => "prune_history",
         }
     }
 }
@@ -198,6 +208,24 @@ impl<S: ForwardingStore> BlockStore for S {
     async fn close(&self) -> StoreResult<()> {
         forward(self, StoreCall::Close, self.target().close()).await
     }
+
+    fn keeps_history(&self) -> bool {
+        self.target().keeps_history()
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>> {
+        let call = StoreCall::History(query);
+        forward(self, call, self.target().history(query)).await
+    }
+
+    async fn prune_history(&self, older_than_ms: i64, max_rows: Option<u64>) -> StoreResult<u64> {
+        let call = StoreCall::PruneHistory {
+            older_than_ms,
+            max_rows,
+        };
+        let target_call = self.target().prune_history(older_than_ms, max_rows);
+        forward(self, call, target_call).await
+    }
 }
 
 #[cfg(test)]
@@ -268,6 +296,10 @@ mod tests {
         store.load_draft("ann").await.expect("load draft");
         store.delete_draft("ann").await.expect("delete draft");
         store.ping().await.expect("ping");
+        assert!(store.keeps_history());
+        let query = HistoryQuery::at(BlockPos::new(1, 1, 1), 5);
+        store.history(&query).await.expect("history");
+        store.prune_history(0, None).await.expect("prune");
         store.close().await.expect("close");
         assert!(matches!(store.ping().await, Err(StoreError::Closed)));
         assert!(!store.counters().is_empty(), "the target's counters");
@@ -286,6 +318,8 @@ mod tests {
                 "load_draft ok",
                 "delete_draft ok",
                 "ping ok",
+                "history ok",
+                "prune_history ok",
                 "close ok",
                 "ping closed",
             ]

@@ -2,7 +2,7 @@
 //! contract, for tests, benchmarks of the server without a database, and
 //! throw-away worlds (`memory:` store URL). Nothing survives the process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -10,9 +10,7 @@ use async_trait::async_trait;
 use crate::coords::{BlockPos, ChunkPos};
 
 use super::{
-    ApplyReceipt, Batch, BlockStore, ChunkAdvance, ChunkData, ChunkHead, DraftChange, DraftSlot,
-    Key, MAX_KEY, PlayerRecord, StoreCounter, StoreCounters, StoreError, StoreResult, StoredBlock,
-    StoredLight, StoredSign, validate_draft,
+    ApplyReceipt, Batch, BlockStore, ChunkAdvance, ChunkData, ChunkHead, DraftChange, DraftSlot, Key, MAX_KEY, PlayerRecord, StoreCounter, StoreCounters, StoreError, StoreResult, StoredBlock, StoredLight, StoredSign, validate_draft, HistoryEntry, HistoryQuery,
 };
 
 #[derive(Debug, Default)]
@@ -29,6 +27,9 @@ struct State {
     chunks: HashMap<ChunkPos, Chunk>,
     players: HashMap<String, PlayerRecord>,
     drafts: HashMap<String, BTreeMap<DraftSlot, DraftChange>>,
+    /// In the order recorded; `history_ids` keeps one entry per id.
+    history: Vec<HistoryEntry>,
+    history_ids: HashSet<i64>,
 }
 
 const REQUESTS: &str = "store_requests_total";
@@ -167,6 +168,11 @@ impl BlockStore for MemoryStore {
                     after: c.head,
                 });
             }
+            for entry in batch.history() {
+                if state.history_ids.insert(entry.id) {
+                    state.history.push(entry.clone());
+                }
+            }
             Ok(receipt)
         })
     }
@@ -258,6 +264,46 @@ impl BlockStore for MemoryStore {
         state.closed = true;
         Ok(())
     }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>> {
+        query.validate()?;
+        self.with("history", |state| {
+            let mut found: Vec<(usize, &HistoryEntry)> = state
+                .history
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| query.matches(e))
+                .collect();
+            // Newest first; the same time in reverse recording order.
+            found.sort_by(|(i, a), (j, b)| b.time_ms.cmp(&a.time_ms).then(j.cmp(i)));
+            Ok(found
+                .into_iter()
+                .take(query.limit)
+                .map(|(_, e)| e.clone())
+                .collect())
+        })
+    }
+
+    async fn prune_history(&self, older_than_ms: i64, max_rows: Option<u64>) -> StoreResult<u64> {
+        self.with("prune_history", |state| {
+            let before = state.history.len();
+            state.history.retain(|e| e.time_ms >= older_than_ms);
+            if let Some(max) = max_rows.and_then(|m| usize::try_from(m).ok())
+                && state.history.len() > max
+            {
+                // Recording order is time order for a single server.
+                let excess = state.history.len() - max;
+                state.history.drain(..excess);
+            }
+            let kept: HashSet<i64> = state.history.iter().map(|e| e.id).collect();
+            state.history_ids = kept;
+            Ok((before - state.history.len()) as u64)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -272,4 +318,5 @@ mod conformance {
     }
 
     crate::conformance_tests!(fresh);
+    crate::history_conformance_tests!(fresh);
 }

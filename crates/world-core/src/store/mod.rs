@@ -13,6 +13,7 @@ mod counters;
 mod draft;
 mod error;
 mod forward;
+mod history;
 mod memory;
 
 use async_trait::async_trait;
@@ -30,6 +31,10 @@ pub use draft::{
 };
 pub use error::{BoxError, StoreError, StoreResult, error_chain};
 pub use forward::{ForwardingStore, StoreCall};
+pub use history::{
+    Area, Author, Change, HistoryEntry, HistoryQuery, MAX_AUTHOR_BYTES, MAX_HISTORY_LIMIT,
+    first_changes,
+};
 pub use memory::MemoryStore;
 
 /// A chunk key. Keys are per chunk, start above 0 and never pass
@@ -260,4 +265,36 @@ pub trait BlockStore: Send + Sync + std::fmt::Debug {
     /// Releases connections and files. Later calls fail with
     /// [`StoreError::Closed`]. Calling it twice is harmless.
     async fn close(&self) -> StoreResult<()>;
+
+    // --- block history ---------------------------------------------------
+
+    /// Whether this store writes the history entries of the batches it
+    /// applies ([`Batch::record`]) and answers [`history`](Self::history).
+    /// Stores without history ignore the entries of a batch.
+    fn keeps_history(&self) -> bool {
+        false
+    }
+
+    /// The recorded changes matching `query`, newest first (ties in time
+    /// in the reverse order they were recorded). Stores without history
+    /// fail with [`StoreError::Unsupported`].
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>> {
+        let _ = query;
+        Err(StoreError::Unsupported(format!(
+            "the {} store does not keep block history",
+            self.backend()
+        )))
+    }
+
+    /// Deletes history entries older than `older_than_ms` (milliseconds
+    /// since the epoch), then the oldest beyond the newest `max_rows` when
+    /// set; returns how many were deleted. Stores without history fail with
+    /// [`StoreError::Unsupported`].
+    async fn prune_history(&self, older_than_ms: i64, max_rows: Option<u64>) -> StoreResult<u64> {
+        let _ = (older_than_ms, max_rows);
+        Err(StoreError::Unsupported(format!(
+            "the {} store does not keep block history",
+            self.backend()
+        )))
+    }
 }

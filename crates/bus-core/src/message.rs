@@ -281,6 +281,28 @@ impl Edit {
         }
     }
 
+    /// The change a protocol line makes, for the lines that are edits
+    /// (`B`, `L`, `S`; `None` for the rest): the inverse of
+    /// [`message`](Self::message).
+    pub fn from_message(msg: &ServerMessage<'_>) -> Option<Self> {
+        match *msg {
+            ServerMessage::Block { chunk, pos, w } => Some(Edit::Block { chunk, pos, w }),
+            ServerMessage::Light { chunk, pos, w } => Some(Edit::Light { chunk, pos, w }),
+            ServerMessage::Sign {
+                chunk,
+                pos,
+                face,
+                text,
+            } => Some(Edit::Sign {
+                chunk,
+                pos,
+                face,
+                text: text.to_owned(),
+            }),
+            _ => None,
+        }
+    }
+
     /// The chunk the change belongs to (its region is where it is
     /// published).
     pub fn chunk(&self) -> ChunkPos {
@@ -759,6 +781,33 @@ mod tests {
         assert_eq!(envelope.from, ServerId::new(7));
         assert_eq!(envelope.seq, 1);
         assert_eq!(envelope.part, None);
+    }
+
+    #[test]
+    fn edits_round_trip_through_protocol_lines() {
+        let chunk = ChunkPos::new(-1, 2);
+        let at = BlockPos::new(-5, 12, 40);
+        for edit in [
+            Edit::Block {
+                chunk,
+                pos: at,
+                w: -3,
+            },
+            Edit::Light {
+                chunk,
+                pos: at,
+                w: 15,
+            },
+            Edit::Sign {
+                chunk,
+                pos: at,
+                face: 4,
+                text: "a, \"b\" é".into(),
+            },
+        ] {
+            assert_eq!(Edit::from_message(&edit.message()), Some(edit.clone()));
+        }
+        assert_eq!(Edit::from_message(&ServerMessage::Redraw { chunk }), None);
     }
 
     #[test]

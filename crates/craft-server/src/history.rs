@@ -18,7 +18,8 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use world_core::coords::{BlockPos, ChunkPos};
 use world_core::store::{
-    Area, Author, Batch, Change, ChangeMeta, ChunkData, HistoryEntry, HistoryQuery, first_changes,
+    Area, Author, Batch, Change, ChangeMeta, ChunkData, ChunkHead, DraftChange, DraftEdit,
+    HistoryEntry, HistoryQuery, first_changes,
 };
 use world_core::terrain::{ChunkTerrain, TERRAIN_TOP};
 use world_core::{BlockStore, StoreError};
@@ -66,8 +67,9 @@ pub struct RollbackReport {
     pub found: usize,
     /// Positions (blocks, lights, sign faces) put back.
     pub restored: usize,
-    /// Chunks written (mirrors included).
-    pub chunks: Vec<ChunkPos>,
+    /// Chunks written (mirrors included), with their heads after the
+    /// rollback's batch.
+    pub chunks: Vec<ChunkHead>,
 }
 
 /// A random, non-negative entry id.
@@ -190,6 +192,123 @@ async fn current(
     })
 }
 
+/// [`current`] of several chunks, a few reads at a time.
+async fn current_all(
+    store: &dyn BlockStore,
+    chunks: BTreeMap<ChunkPos, bool>,
+) -> Result<HashMap<ChunkPos, Current>, StoreError> {
+    stream::iter(chunks)
+        .map(|(chunk, terrain)| async move { current(store, chunk, terrain).await.map(|c| (chunk, c)) })
+        .buffer_unordered(LOAD_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// Adds to `batch` (the [`draft_batch`](world_core::store::draft_batch) of
+/// `changes`) the history of publishing them: what each drafted position
+/// held in the store before, and what it gets, authored by `author` at
+/// `now_ms`. One chunk read per drafted chunk, so that the entries commit
+/// with the publish itself.
+pub async fn record_draft(
+    store: &dyn BlockStore,
+    batch: &mut Batch,
+    changes: &[DraftChange],
+    author: &Author,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut chunks: BTreeMap<ChunkPos, bool> = BTreeMap::new();
+    for c in changes {
+        let terrain = matches!(c.edit, DraftEdit::Block(_)) && (0..=TERRAIN_TOP).contains(&c.pos.y);
+        *chunks.entry(c.pos.chunk()).or_default() |= terrain;
+    }
+    let loaded = current_all(store, chunks).await?;
+    let mut record = |pos: BlockPos, change: Change| {
+        batch.record(HistoryEntry {
+            id: entry_id(),
+            time_ms: now_ms,
+            author: author.clone(),
+            pos,
+            change,
+        });
+    };
+    // The batch clears before it writes lights and signs: so do the
+    // entries, and what a clear removed reads as empty afterwards.
+    let mut cleared: BTreeSet<BlockPos> = BTreeSet::new();
+    for c in changes {
+        let Some(cur) = loaded.get(&c.pos.chunk()) else {
+            continue;
+        };
+        match c.edit {
+            DraftEdit::Block(new) => {
+                let old = cur.block(c.pos);
+                if old != new {
+                    record(c.pos, Change::Block { old, new });
+                }
+                if new == 0 {
+                    cleared.insert(c.pos);
+                }
+            }
+            DraftEdit::Clear => {
+                cleared.insert(c.pos);
+            }
+            DraftEdit::Light(_) | DraftEdit::Sign { .. } => {}
+        }
+    }
+    for pos in &cleared {
+        let Some(cur) = loaded.get(&pos.chunk()) else {
+            continue;
+        };
+        let light = cur.light(*pos);
+        if light != 0 {
+            record(*pos, Change::Light { old: light, new: 0 });
+        }
+        for (face, text) in cur.signs_at(*pos) {
+            record(
+                *pos,
+                Change::Sign {
+                    face,
+                    old: Some(text),
+                    new: None,
+                },
+            );
+        }
+    }
+    for c in changes {
+        let Some(cur) = loaded.get(&c.pos.chunk()) else {
+            continue;
+        };
+        let was_cleared = cleared.contains(&c.pos);
+        match &c.edit {
+            DraftEdit::Light(new) => {
+                let old = if was_cleared { 0 } else { cur.light(c.pos) };
+                if old != *new {
+                    record(c.pos, Change::Light { old, new: *new });
+                }
+            }
+            DraftEdit::Sign { face, text } => {
+                let old = if was_cleared {
+                    None
+                } else {
+                    cur.sign(c.pos, *face)
+                };
+                let new = (!text.is_empty()).then(|| text.clone());
+                if old != new {
+                    record(
+                        c.pos,
+                        Change::Sign {
+                            face: *face,
+                            old,
+                            new,
+                        },
+                    );
+                }
+            }
+            DraftEdit::Block(_) | DraftEdit::Clear => {}
+        }
+    }
+    Ok(())
+}
+
 /// Undoes what `request` names as one batch (see the module docs).
 pub async fn rollback(
     store: &dyn BlockStore,
@@ -214,14 +333,7 @@ pub async fn rollback(
             matches!(e.change, Change::Block { .. }) && (0..=TERRAIN_TOP).contains(&e.pos.y);
         *chunks.entry(e.pos.chunk()).or_default() |= terrain;
     }
-    let loaded: HashMap<ChunkPos, Current> =
-        stream::iter(chunks)
-            .map(|(chunk, terrain)| async move {
-                current(store, chunk, terrain).await.map(|c| (chunk, c))
-            })
-            .buffer_unordered(LOAD_CONCURRENCY)
-            .try_collect()
-            .await?;
+    let loaded = current_all(store, chunks).await?;
 
     let meta = ChangeMeta {
         user: Some(request.by.name.clone()),
@@ -330,8 +442,15 @@ pub async fn rollback(
     if batch.is_empty() {
         return Ok(report);
     }
-    report.chunks = batch.chunks().into_iter().collect();
-    store.apply(&batch).await?;
+    let receipt = store.apply(&batch).await?;
+    report.chunks = receipt
+        .chunks
+        .iter()
+        .map(|a| ChunkHead {
+            chunk: a.chunk,
+            head: a.after,
+        })
+        .collect();
     Ok(report)
 }
 

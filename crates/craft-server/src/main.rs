@@ -79,12 +79,12 @@ fn main() -> ExitCode {
                     .await
                     .map_err(migrate_failure)
             }
-            Command::History(args) => {
-                craft_server::cli_history::history(&config.store, &args).await
-            }
-            Command::Rollback(args) => {
-                craft_server::cli_history::rollback(&config.store, &args).await
-            }
+            Command::History(args) => craft_server::cli_history::history(&config.store, &args)
+                .await
+                .map_err(Failure::from),
+            Command::Rollback(args) => craft_server::cli_history::rollback(&config.store, &args)
+                .await
+                .map_err(Failure::from),
         }
     });
     match result {

@@ -258,7 +258,9 @@ async fn discard_shows_the_world_again_and_rules_apply_to_drafts() {
         .await;
     alice.send("T,/help").await;
     alice
-        .until(WAIT, |l| l == "T,/private, /publish [check], /discard, /history, /rollback")
+        .until(WAIT, |l| {
+            l == "T,/private, /publish [check], /discard, /history, /rollback"
+        })
         .await;
     server.stop().await;
 }

@@ -21,7 +21,8 @@ use secrecy::ExposeSecret;
 use tracing::{debug, info, warn};
 use world_core::coords::ChunkPos;
 use world_core::store::{
-    ApplyReceipt, Batch, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord, StoreCounter, HistoryEntry, HistoryQuery,
+    ApplyReceipt, Batch, ChunkData, ChunkHead, DraftChange, HistoryEntry, HistoryQuery, Key,
+    PlayerRecord, StoreCounter,
 };
 use world_core::{BlockStore, StoreError, StoreResult};
 

@@ -18,7 +18,8 @@ use tokio_postgres::{NoTls, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use world_core::coords::ChunkPos;
 use world_core::store::{
-    ApplyReceipt, Batch, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord, StoreCounter, HistoryEntry, HistoryQuery,
+    ApplyReceipt, Batch, ChunkData, ChunkHead, DraftChange, HistoryEntry, HistoryQuery, Key,
+    PlayerRecord, StoreCounter,
 };
 use world_core::{BlockStore, StoreError, StoreResult};
 

@@ -11,7 +11,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 use world_core::store::{
-    ApplyReceipt, Batch, ChunkAdvance, ChunkData, ChunkHead, DraftChange, Key, MAX_KEY, PlayerRecord, StoreCounter, StoreCounters, StoredBlock, StoredLight, StoredSign, validate_draft, HistoryEntry, HistoryQuery,
+    ApplyReceipt, Batch, ChunkAdvance, ChunkData, ChunkHead, DraftChange, HistoryEntry,
+    HistoryQuery, Key, MAX_KEY, PlayerRecord, StoreCounter, StoreCounters, StoredBlock,
+    StoredLight, StoredSign, validate_draft,
 };
 use world_core::{BlockPos, BlockStore, ChunkPos, StoreError, StoreResult};
 

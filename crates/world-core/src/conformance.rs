@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use crate::coords::{BlockPos, ChunkPos};
 use crate::store::{
-    ApplyReceipt, Batch, BlockStore, ChangeMeta, ChunkData, ChunkHead, DraftChange, DraftEdit, DraftSlot, Key, MAX_KEY, MAX_STORED_TEXT_BYTES, PlayerRecord, StoreError, publish_draft, Area, Author, Change, HistoryEntry, HistoryQuery,
+    ApplyReceipt, Area, Author, Batch, BlockStore, Change, ChangeMeta, ChunkData, ChunkHead,
+    DraftChange, DraftEdit, DraftSlot, HistoryEntry, HistoryQuery, Key, MAX_KEY,
+    MAX_STORED_TEXT_BYTES, PlayerRecord, StoreError, publish_draft,
 };
 
 /// Reads the address of a backend's test service from environment variable

@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use bus_core::message::Edit;
 use world_core::coords::{BlockPos, ChunkPos};
 use world_core::protocol::ServerMessage;
 use world_core::store::{
@@ -433,11 +434,13 @@ impl World {
         if let Some(draft) = self.players.get_mut(&conn).and_then(|p| p.draft.as_mut()) {
             draft.publishing = true;
         }
+        let history = self.history_on.then(|| self.author(conn));
         self.drafts.send(DraftOp::Publish {
             conn,
             owner,
             changes,
             check_only,
+            history,
         });
         Step::Pending(Wait::Draft)
     }
@@ -792,12 +795,18 @@ impl World {
                 }
             }
             self.broadcast_edit(chunk, &msgs, owner);
+            for msg in &msgs {
+                if let Some(edit) = Edit::from_message(msg) {
+                    self.fleet_edit(edit);
+                }
+            }
             for b in &changes.blocks {
                 if b.pos.chunk() == chunk {
                     self.publish_edit(b.pos, b.w);
                 }
             }
         }
+        self.fleet_committed(&published.receipt);
     }
 }
 

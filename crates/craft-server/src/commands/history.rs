@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use world_core::coords::BlockPos;
 use world_core::protocol::ServerMessage;
-use world_core::store::{Area, Author, Change, HistoryEntry, HistoryQuery};
+use world_core::store::{Area, Author, Change, ChunkHead, HistoryEntry, HistoryQuery};
 
 use crate::history::{self as hist, HISTORY_LINES, RollbackRequest};
 use crate::world::{ConnId, Event, Step, Wait, World};
@@ -265,7 +265,7 @@ impl World {
         &mut self,
         conn: ConnId,
         lines: Vec<String>,
-        dirty: Vec<world_core::coords::ChunkPos>,
+        dirty: Vec<ChunkHead>,
     ) {
         if let Some(player) = self.players.get(&conn) {
             let msgs: Vec<ServerMessage<'_>> =
@@ -285,12 +285,14 @@ impl World {
         }
     }
 
-    /// Marks chunks another writer (a rollback) changed, and syncs them now.
-    pub(crate) fn resync(&mut self, chunks: Vec<world_core::coords::ChunkPos>) {
-        if chunks.is_empty() {
+    /// Marks chunks another writer (a rollback) changed, syncs them now,
+    /// and tells the fleet to do the same.
+    pub(crate) fn resync(&mut self, heads: Vec<ChunkHead>) {
+        if heads.is_empty() {
             return;
         }
-        self.sync.dirty.extend(chunks);
+        self.sync.dirty.extend(heads.iter().map(|h| h.chunk));
+        self.fleet_heads(heads);
         self.start_sync();
     }
 

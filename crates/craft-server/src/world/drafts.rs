@@ -25,7 +25,10 @@ use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 use world_core::coords::{BlockPos, ChunkPos};
-use world_core::store::{DraftChange, DraftEdit, DraftKind, DraftSlot, Published, publish_draft};
+use world_core::store::{
+    Author, DraftChange, DraftEdit, DraftKind, DraftSlot, Published, draft_batch,
+    publish_draft_batch,
+};
 use world_core::{BlockStore, StoreError};
 
 use super::{ConnId, Event};
@@ -162,6 +165,8 @@ pub(crate) enum DraftOp {
         owner: Option<Arc<str>>,
         changes: Vec<DraftChange>,
         check_only: bool,
+        /// Who publishes, when history is recorded.
+        history: Option<Author>,
     },
 }
 
@@ -269,13 +274,14 @@ async fn run(
                 owner,
                 changes,
                 check_only,
+                history,
             } => {
                 let result = if check_only {
                     world_core::store::draft_conflicts(&*store, &changes)
                         .await
                         .map(PublishOutcome::Checked)
                 } else {
-                    publish_draft(&*store, owner.as_deref(), &changes, owner.clone())
+                    publish(&*store, owner.clone(), &changes, history.as_ref())
                         .await
                         .map(PublishOutcome::Published)
                 };
@@ -301,6 +307,22 @@ async fn run(
 }
 
 /// Runs a draft write until it succeeds or fails for good.
+/// Publishes `changes` (see [`publish_draft_batch`]) with their history
+/// entries in the same batch when `history` names the author.
+async fn publish(
+    store: &dyn BlockStore,
+    owner: Option<Arc<str>>,
+    changes: &[DraftChange],
+    history: Option<&Author>,
+) -> Result<Published, StoreError> {
+    let mut batch = draft_batch(changes, owner.clone());
+    if let Some(author) = history {
+        crate::history::record_draft(store, &mut batch, changes, author, crate::history::now_ms())
+            .await?;
+    }
+    publish_draft_batch(store, owner.as_deref(), changes, batch).await
+}
+
 async fn persist<F, Fut>(what: &'static str, owner: &str, mut call: F)
 where
     F: FnMut() -> Fut,

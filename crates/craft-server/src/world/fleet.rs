@@ -320,13 +320,18 @@ impl World {
 
     /// A flush landed: receivers holding these chunks re-sync them.
     pub(crate) fn fleet_committed(&mut self, receipt: &ApplyReceipt) {
+        self.fleet_heads(receipt.chunks.iter().map(|a| ChunkHead {
+            chunk: a.chunk,
+            head: a.after,
+        }));
+    }
+
+    /// Chunks reached these heads in the store (a flush, a published
+    /// draft, a rollback): receivers holding them re-sync them.
+    pub(crate) fn fleet_heads(&mut self, heads: impl IntoIterator<Item = ChunkHead>) {
         let Some(fleet) = &mut self.fleet else {
             return;
         };
-        let heads = receipt.chunks.iter().map(|a| ChunkHead {
-            chunk: a.chunk,
-            head: a.after,
-        });
         for (region, chunks) in message::by_region(heads, |h| h.chunk) {
             fleet.queue(Topic::Region(region), Body::Committed { chunks });
         }

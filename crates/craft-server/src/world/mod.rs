@@ -15,8 +15,8 @@
 //! broadcasts, wake-ups) goes in join order ([`Roster`]).
 
 mod chunks;
-mod fleet;
 pub(crate) mod drafts;
+mod fleet;
 mod flush;
 pub(crate) mod players;
 mod sync;
@@ -160,8 +160,9 @@ pub enum Event {
         conn: ConnId,
         /// What to tell them.
         lines: Vec<String>,
-        /// Chunks written behind the cache's back (a rollback).
-        dirty: Vec<ChunkPos>,
+        /// Chunks written behind the cache's back (a rollback), with their
+        /// heads after it.
+        dirty: Vec<world_core::store::ChunkHead>,
     },
 }
 

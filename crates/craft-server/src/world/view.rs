@@ -156,8 +156,8 @@ pub enum AdminRequest {
     /// Chunks written behind the game loop's back (a rollback from the
     /// admin page): reload them and show them to the players who have them.
     Resync {
-        /// The chunks.
-        chunks: Vec<ChunkPos>,
+        /// The chunks, with their heads after the write.
+        chunks: Vec<world_core::store::ChunkHead>,
     },
     /// The cached chunks among `chunks`, for the map. Chunks not in memory
     /// are left out: the caller reads those from the store.

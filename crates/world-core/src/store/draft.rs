@@ -302,8 +302,19 @@ pub async fn publish_draft(
     changes: &[DraftChange],
     user: Option<Arc<str>>,
 ) -> StoreResult<Published> {
+    publish_draft_batch(store, owner, changes, draft_batch(changes, user)).await
+}
+
+/// [`publish_draft`] with the batch built by the caller: [`draft_batch`]
+/// of `changes`, amended with what else must commit with it (history
+/// entries), never with other world changes.
+pub async fn publish_draft_batch(
+    store: &dyn BlockStore,
+    owner: Option<&str>,
+    changes: &[DraftChange],
+    batch: Batch,
+) -> StoreResult<Published> {
     let overwritten = draft_conflicts(store, changes).await?;
-    let batch = draft_batch(changes, user);
     let receipt = store.apply(&batch).await?;
     let delete_error = match owner {
         Some(owner) => store.delete_draft(owner).await.err(),

@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use crate::coords::ChunkPos;
 
 use super::{
-    ApplyReceipt, Batch, BlockStore, ChunkData, ChunkHead, DraftChange, Key, PlayerRecord, StoreCounter, StoreError, StoreResult, HistoryEntry, HistoryQuery,
+    ApplyReceipt, Batch, BlockStore, ChunkData, ChunkHead, DraftChange, HistoryEntry, HistoryQuery,
+    Key, PlayerRecord, StoreCounter, StoreError, StoreResult,
 };
 
 /// One call of [`BlockStore`], with its arguments, as a

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use crate::coords::{BlockPos, ChunkPos};
 
 use super::{
-    ApplyReceipt, Batch, BlockStore, ChunkAdvance, ChunkData, ChunkHead, DraftChange, DraftSlot, Key, MAX_KEY, PlayerRecord, StoreCounter, StoreCounters, StoreError, StoreResult, StoredBlock, StoredLight, StoredSign, validate_draft, HistoryEntry, HistoryQuery,
+    ApplyReceipt, Batch, BlockStore, ChunkAdvance, ChunkData, ChunkHead, DraftChange, DraftSlot,
+    HistoryEntry, HistoryQuery, Key, MAX_KEY, PlayerRecord, StoreCounter, StoreCounters,
+    StoreError, StoreResult, StoredBlock, StoredLight, StoredSign, validate_draft,
 };
 
 #[derive(Debug, Default)]

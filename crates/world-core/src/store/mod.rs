@@ -27,7 +27,7 @@ pub use batch::{
 pub use counters::{Labels, StoreCounters};
 pub use draft::{
     DraftChange, DraftEdit, DraftKind, DraftSlot, Published, draft_batch, draft_conflicts,
-    publish_draft, validate_draft,
+    publish_draft, publish_draft_batch, validate_draft,
 };
 pub use error::{BoxError, StoreError, StoreResult, error_chain};
 pub use forward::{ForwardingStore, StoreCall};

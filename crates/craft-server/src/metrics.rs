@@ -331,27 +331,8 @@ impl Metrics {
         if let Some(store) = self.store.get() {
             let mut last = "";
             for c in store.counters() {
-                // OpenMetrics names the family without `_total` and each
-                // counter sample with it.
-                let family = format!("craft_{}", c.name.strip_suffix("_total").unwrap_or(c.name));
-                if c.name != last {
-                    out.push_str(&format!(
-                        "# HELP {family} {}\n# TYPE {family} counter\n",
-                        c.help.replace('\\', "\\\\").replace('\n', "\\n")
-                    ));
-                    last = c.name;
-                }
-                let labels: Vec<String> = c
-                    .labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
-                    .collect();
-                let labels = if labels.is_empty() {
-                    String::new()
-                } else {
-                    format!("{{{}}}", labels.join(","))
-                };
-                out.push_str(&format!("{family}_total{labels} {}\n", c.value));
+                let labels = c.labels.iter().map(|(k, v)| (*k, v.as_str()));
+                render_counter(&mut out, &mut last, (c.name, c.help), labels, c.value);
             }
         }
         if let Some(bus) = self.bus.get() {
@@ -364,25 +345,8 @@ impl Metrics {
     fn render_bus(&self, bus: &dyn bus_core::Bus, out: &mut String) {
         let mut last = "";
         for c in bus.counters() {
-            let family = format!("craft_{}", c.name.strip_suffix("_total").unwrap_or(c.name));
-            if c.name != last {
-                out.push_str(&format!(
-                    "# HELP {family} {}\n# TYPE {family} counter\n",
-                    c.help.replace('\\', "\\\\").replace('\n', "\\n")
-                ));
-                last = c.name;
-            }
-            let labels: Vec<String> = c
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
-                .collect();
-            let labels = if labels.is_empty() {
-                String::new()
-            } else {
-                format!("{{{}}}", labels.join(","))
-            };
-            out.push_str(&format!("{family}_total{labels} {}\n", c.value));
+            let labels = c.labels.iter().copied();
+            render_counter(out, &mut last, (c.name, c.help), labels, c.value);
         }
         let counters = [
             (
@@ -470,6 +434,36 @@ impl Ewma {
         let bits = self.bits.load(Ordering::Relaxed);
         (bits != 0).then(|| Duration::from_secs_f64(f64::from_bits(bits).max(0.0)))
     }
+}
+
+/// One sample of a backend's counter family `name` (a store's or the
+/// bus's), with the family's `# HELP`/`# TYPE` lines before its first
+/// sample (`last` is the family written last). OpenMetrics names the
+/// family without `_total` and each counter sample with it.
+fn render_counter<'a>(
+    out: &mut String,
+    last: &mut &'static str,
+    (name, help): (&'static str, &'static str),
+    labels: impl Iterator<Item = (&'static str, &'a str)>,
+    value: impl std::fmt::Display,
+) {
+    let family = format!("craft_{}", name.strip_suffix("_total").unwrap_or(name));
+    if name != *last {
+        out.push_str(&format!(
+            "# HELP {family} {}\n# TYPE {family} counter\n",
+            help.replace('\\', "\\\\").replace('\n', "\\n")
+        ));
+        *last = name;
+    }
+    let labels: Vec<String> = labels
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+        .collect();
+    let labels = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", labels.join(","))
+    };
+    out.push_str(&format!("{family}_total{labels} {value}\n"));
 }
 
 /// A label value as OpenMetrics spells it.

@@ -4,16 +4,11 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::Router;
-use axum::extract::Form;
-use axum::http::StatusCode;
-use axum::routing::post;
 use craft_server::config::{Config, LoginMode};
 use support::TestServer;
 use world_core::coords::{BlockPos, ChunkPos};
@@ -22,38 +17,12 @@ use world_core::{BlockStore, StoreError};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-#[derive(serde::Deserialize)]
-struct Access {
-    username: String,
-    access_token: String,
-}
-
-/// An identity service for which token `good` is valid for anyone.
-async fn identity() -> SocketAddr {
-    let app = Router::new().route(
-        "/api/1/access",
-        post(|Form(access): Form<Access>| async move {
-            if access.access_token == "good" {
-                (StatusCode::OK, format!("{}", access.username.len()))
-            } else {
-                (StatusCode::FORBIDDEN, String::new())
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
 fn quick(c: &mut Config) {
     c.commit_interval = Duration::from_millis(50);
 }
 
 async fn with_login(store: Arc<dyn BlockStore>) -> TestServer {
-    let auth = identity().await;
+    let auth = support::fakes::identity().await;
     TestServer::start(store, move |c| {
         quick(c);
         c.login.mode = LoginMode::Http;

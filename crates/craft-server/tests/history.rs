@@ -5,15 +5,10 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::Form;
-use axum::http::StatusCode;
-use axum::routing::post;
 use craft_server::config::{LoginMode, StoreUrl};
 use support::TestServer;
 use world_core::BlockStore;
@@ -24,34 +19,8 @@ use world_core::store::{
 
 const WAIT: Duration = Duration::from_secs(20);
 
-#[derive(serde::Deserialize)]
-struct Access {
-    username: String,
-    access_token: String,
-}
-
-/// An identity service where token `good` logs anyone in.
-async fn identity() -> SocketAddr {
-    let app = Router::new().route(
-        "/api/1/access",
-        post(|Form(access): Form<Access>| async move {
-            if access.access_token == "good" {
-                (StatusCode::OK, access.username.len().to_string())
-            } else {
-                (StatusCode::FORBIDDEN, String::new())
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
 async fn server(store: Arc<MemoryStore>) -> TestServer {
-    let auth = identity().await;
+    let auth = support::fakes::identity().await;
     TestServer::start(store, move |c| {
         c.login.mode = LoginMode::Http;
         c.login.url = Some(format!("http://{auth}/api/1/access"));
@@ -174,6 +143,47 @@ async fn operators_roll_back_for_everyone_and_can_undo_it() {
     assert_eq!(stored(&*store, b).await, Some(7));
     let data = store.load_chunk(b.chunk(), 0).await.expect("load");
     assert_eq!(data.signs.len(), 1, "the sign is back");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_published_draft_is_history_and_can_be_rolled_back() {
+    let store = Arc::new(MemoryStore::new());
+    let server = server(store.clone()).await;
+    let mut alice = join(&server, Some("alice")).await;
+    let mut bob = join(&server, Some("bob")).await;
+    let pos = BlockPos::new(20, 100, 20);
+
+    bob.send("T,/private").await;
+    bob.until(WAIT, |l| l.starts_with("T,") && l.contains("private"))
+        .await;
+    bob.send("B,20,100,20,4").await;
+    bob.send("L,20,100,20,7").await;
+    bob.send("T,/publish").await;
+    bob.until(WAIT, |l| l.starts_with("T,Published 2 changes"))
+        .await;
+    assert_eq!(stored(&*store, pos).await, Some(4));
+
+    bob.send("T,/history 20 100 20").await;
+    let lines = bob
+        .until(WAIT, |l| l.contains("block 0 -> 4 at 20,100,20"))
+        .await;
+    let entries: Vec<&String> = lines.iter().filter(|l| l.contains(" bob ")).collect();
+    assert_eq!(entries.len(), 2, "{lines:?}");
+    assert!(
+        entries
+            .iter()
+            .any(|l| l.ends_with(" bob (127.0.0.1) light 0 -> 7 at 20,100,20")),
+        "{lines:?}"
+    );
+
+    alice.send("T,/rollback bob 10m").await;
+    alice
+        .until(WAIT, |l| {
+            l.starts_with("T,Rolled back 1 of 2 changes by bob")
+        })
+        .await;
+    assert_eq!(stored(&*store, pos).await, Some(0));
     server.stop().await;
 }
 

@@ -3,52 +3,17 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::Form;
-use axum::http::StatusCode;
-use axum::routing::post;
 use craft_server::config::LoginMode;
 use support::TestServer;
 use world_core::store::MemoryStore;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-#[derive(serde::Deserialize)]
-struct Access {
-    username: String,
-    access_token: String,
-}
-
-/// An identity service: token `good` is valid for anyone; `slow` never
-/// answers in time.
-async fn identity() -> SocketAddr {
-    let app = Router::new().route(
-        "/api/1/access",
-        post(|Form(access): Form<Access>| async move {
-            match access.access_token.as_str() {
-                "good" => (StatusCode::OK, format!("{}", access.username.len())),
-                "slow" => {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                    (StatusCode::OK, "1".to_owned())
-                }
-                _ => (StatusCode::FORBIDDEN, String::new()),
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
 async fn server(store: Arc<MemoryStore>, required: bool) -> TestServer {
-    let auth = identity().await;
+    let auth = support::fakes::identity().await;
     TestServer::start(store, move |c| {
         c.login.mode = LoginMode::Http;
         c.login.url = Some(format!("http://{auth}/api/1/access"));

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use backon::{BlockingRetryable, ConstantBuilder};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
@@ -363,8 +364,19 @@ fn open_writer(config: &Config) -> StoreResult<(Connection, schema::Migration)> 
     let mut conn = Connection::open_with_flags(path, flags).map_err(|e| map_open(path, e))?;
     configure(&conn, config).map_err(|e| map_open(path, e))?;
     // The first read of the file: a file that is not a database fails here.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+    // Switching a new file to WAL needs an exclusive lock, and SQLite
+    // answers busy at once (no busy handler) while another process opening
+    // the same file holds its lock: try again within `busy_timeout`.
+    let pause = Duration::from_millis(20);
+    let tries = usize::try_from(config.busy_timeout.as_millis() / pause.as_millis()).unwrap_or(1);
+    let mode: String = (|| conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)))
+        .retry(
+            ConstantBuilder::default()
+                .with_delay(pause)
+                .with_max_times(tries.max(1)),
+        )
+        .when(|e| e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy))
+        .call()
         .map_err(|e| map_open(path, e))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Config(format!(

@@ -2,7 +2,8 @@
 //! real sockets: the Agones SDK sidecar's REST API and the EC2 instance
 //! metadata service (IMDSv2, token required). Also a store that can be
 //! made unavailable or slow, and that notes what it did in a shared
-//! journal (to check the order of store writes and sidecar calls).
+//! journal (to check the order of store writes and sidecar calls). And
+//! the identity service of `--login-url`.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -13,9 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Form, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::routing::any;
+use axum::routing::{any, post};
 use world_core::store::{ForwardingStore, MemoryStore, StoreCall, StoreResult};
 use world_core::{BlockStore, StoreError};
 
@@ -392,4 +393,35 @@ async fn imds_call(
         }
         _ => (StatusCode::METHOD_NOT_ALLOWED, String::new()),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct Access {
+    username: String,
+    access_token: String,
+}
+
+/// An identity service (the original's `/api/1/access`): token `good` is
+/// valid for anyone (the user id is the name's length); `slow` never
+/// answers in time; anything else is refused.
+pub async fn identity() -> SocketAddr {
+    let app = Router::new().route(
+        "/api/1/access",
+        post(|Form(access): Form<Access>| async move {
+            match access.access_token.as_str() {
+                "good" => (StatusCode::OK, access.username.len().to_string()),
+                "slow" => {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    (StatusCode::OK, "1".to_owned())
+                }
+                _ => (StatusCode::FORBIDDEN, String::new()),
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
 }

@@ -1,7 +1,8 @@
 //! One world across a fleet: `craft-server` processes on one PostgreSQL
-//! store, joined by a NATS bus or the PostgreSQL bus, show each other's
-//! edits, players and chat live; a killed server's players vanish; a NATS
-//! restart in the middle of play loses no edit.
+//! store (also SQLite and DynamoDB with NATS), joined by a NATS bus or the
+//! PostgreSQL bus, show each other's edits, players and chat live; a killed
+//! server's players vanish; a NATS restart in the middle of play loses no
+//! edit.
 #![cfg(feature = "postgres")]
 
 mod support;
@@ -189,7 +190,21 @@ async fn two_servers_play_together(bus: &str, store: &str) {
     })
     .await;
 
-    // Chat, both ways, and private messages across servers.
+    // Chat, both ways, and private messages across servers; join notices
+    // and renames too.
+    alice.send("T,/nick alicia").await;
+    let renamed = format!("N,{alice_on_b},alicia");
+    let told = "T,alice is now known as alicia";
+    let lines = bob.until(WAIT, |l| *l == renamed || l == told).await;
+    let other = if lines.last().is_some_and(|l| *l == renamed) {
+        told.to_owned()
+    } else {
+        renamed
+    };
+    bob.until(WAIT, |l| *l == other).await;
+    alice.send("T,/nick alice").await;
+    bob.until(WAIT, |l| l == format!("N,{alice_on_b},alice"))
+        .await;
     alice.send("T,hello fleet").await;
     bob.until(WAIT, |l| l == "T,alice> hello fleet").await;
     bob.send("T,@alice psst").await;
@@ -219,6 +234,31 @@ async fn two_servers_play_together(bus: &str, store: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_bus_two_servers_play_together() {
     let Some(store) = postgres_store() else {
+        return;
+    };
+    let Some(nats) = test_service("CRAFT_TEST_NATS_URL") else {
+        return;
+    };
+    two_servers_play_together(&nats, &store).await;
+}
+
+/// Two server processes on one SQLite file (a shared volume) with a NATS
+/// bus: the bus is independent of the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_bus_two_servers_play_together_on_sqlite() {
+    let Some(store) = support::stores::fresh_url("sqlite") else {
+        return;
+    };
+    let Some(nats) = test_service("CRAFT_TEST_NATS_URL") else {
+        return;
+    };
+    two_servers_play_together(&nats, &store).await;
+}
+
+/// The same on DynamoDB (moto).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_bus_two_servers_play_together_on_dynamodb() {
+    let Some(store) = support::stores::fresh_url("dynamodb") else {
         return;
     };
     let Some(nats) = test_service("CRAFT_TEST_NATS_URL") else {

@@ -57,6 +57,7 @@ impl World {
         self.announce(conn, &[ServerMessage::Nick { id, nick: &nick }]);
         let joined = format!("{nick} has joined the game.");
         self.announce(conn, &[ServerMessage::Talk(&joined)]);
+        self.fleet_chat(&joined);
         if let Some(saved) = outcome.saved {
             let pos = Position {
                 x: saved.x,

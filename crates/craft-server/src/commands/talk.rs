@@ -180,6 +180,7 @@ impl World {
                         ServerMessage::Nick { id, nick: name },
                     ],
                 );
+                self.fleet_chat(&msg);
             }
         }
     }

@@ -304,7 +304,7 @@ def fleet_section(fleet, w):
         w(f"### Bus traffic against fleet size ({first['bots'] // first['servers']} bots per server, "
           f"{first['editors'] // first['servers']} editing; NATS)\n")
         w("| servers | msg/s in per server | msg/s out per server | KiB/s in per server | "
-          "KiB/s out per server | fleet msg/s out | " + " | ".join(f"{t} msg/s in (fleet)" for t in topics)
+          "KiB/s out per server | msg/s out, whole fleet | " + " | ".join(f"topic `{t}` msg/s in, fleet" for t in topics)
           + " | cross p99 ms |")
         w("|---|---|---|---|---|---|" + "---|" * len(topics) + "---|")
         for k in traffic:

@@ -4,32 +4,47 @@
 # API (dataapi-local) next to raw baselines, and bot swarms against a
 # release craft-server. Starts the services it needs like scripts/test.sh.
 #
-# Usage: scripts/bench.sh [--quick] [--out FILE]
-#   --quick   a few seconds per part (checks the pipeline, figures are noise)
-#   --out     where the report goes [BENCHMARKS.md]
+# Usage: scripts/bench.sh [--quick] [--fleet-only] [--out FILE]
+#   --quick       a few seconds per part (checks the pipeline, figures are noise)
+#   --fleet-only  only the fleet runs (PostgreSQL and NATS); writes just the
+#                 report's "Fleet" section [to target/bench-results/fleet.md]
+#   --out         where the report goes [BENCHMARKS.md]
 #
-# About 12 minutes on 2 cores once the release build is done.
+# The fleet runs are repeated $CRAFT_BENCH_FLEET_RUNS times [3; 1 with
+# --quick]: the cross-server target must hold in each.
+#
+# About 25 minutes on 2 cores once the release build is done (the fleet
+# part: about 12).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 quick=""
-out="$root/BENCHMARKS.md"
+fleet_only=""
+out=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --quick) quick=1 ;;
+    --fleet-only) fleet_only=1 ;;
     --out)
         out=$2
         shift
         ;;
     *)
-        echo "usage: scripts/bench.sh [--quick] [--out FILE]" >&2
+        echo "usage: scripts/bench.sh [--quick] [--fleet-only] [--out FILE]" >&2
         exit 2
         ;;
     esac
     shift
 done
+if [[ -z $out ]]; then
+    if [[ -n $fleet_only ]]; then
+        out="${CARGO_TARGET_DIR:-$root/target}/bench-results/fleet.md"
+    else
+        out="$root/BENCHMARKS.md"
+    fi
+fi
 
 # shellcheck source=lib/services.sh
 source "$root/scripts/lib/services.sh"
@@ -44,8 +59,10 @@ bin=${CARGO_TARGET_DIR:-target}/release
 [[ $bin == /* ]] || bin="$root/$bin"
 
 start_postgres
-start_moto
-start_dataapi
+if [[ -z $fleet_only ]]; then
+    start_moto
+    start_dataapi
+fi
 start_nats
 
 results="$work/results.jsonl"
@@ -60,6 +77,11 @@ if [[ -n $quick ]]; then
     bots_one=50
     bots_spread=100
     bots_idle=100
+    fleet_secs=3s
+    fleet_settle=4s
+    fleet_bots=40
+    fleet_editors=8
+    fleet_runs=${CRAFT_BENCH_FLEET_RUNS:-1}
 else
     criterion_args=(--warm-up-time 0.3 --measurement-time 1)
     # moto slows down as its table grows: a smaller world for DynamoDB.
@@ -69,8 +91,25 @@ else
     bots_one=1000
     bots_spread=5000
     bots_idle=5000
+    fleet_secs=15s
+    # Polling shows an edit after the writer's commit (1 s) and the
+    # reader's next sync (2 s): 5 s lets every one of them arrive.
+    fleet_settle=5s
+    fleet_bots=200
+    fleet_editors=20
+    fleet_runs=${CRAFT_BENCH_FLEET_RUNS:-3}
 fi
 
+# Appends the last JSON line of FILE to the results, tagged with LABEL (and
+# RUN, the repetition, when given).
+add_labelled() { # file label [run]
+    python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); r["label"]=sys.argv[2]
+if len(sys.argv) > 3: r["run"]=int(sys.argv[3])
+print(json.dumps(r))' \
+        "$@" >>"$results"
+}
+
+if [[ -z $fleet_only ]]; then
 # --- criterion ------------------------------------------------------------
 phase "criterion micro-benchmarks"
 rm -rf "${CARGO_TARGET_DIR:-target}/criterion"
@@ -95,12 +134,6 @@ dataapi_url+="&access_key_id=local&secret_access_key=local"
     --json-out "$results" >/dev/null
 
 # --- swarms ---------------------------------------------------------------
-# Appends the last JSON line of FILE to the results, tagged with LABEL.
-add_labelled() { # file label
-    python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); r["label"]=sys.argv[2]; print(json.dumps(r))' \
-        "$1" "$2" >>"$results"
-}
-
 swarm() { # label, then craft-bench swarm arguments
     local label=$1
     shift
@@ -139,18 +172,62 @@ phase "idle connections"
 "$bin/craft-bench" idle --spawn-server --server-bin "$bin/craft-server" --bots "$bots_idle" \
     --json-out "$results" >/dev/null
 
+fi # not --fleet-only
+
+# --- fleet ----------------------------------------------------------------
+# K servers on one PostgreSQL world (a fresh schema per run) joined by the
+# bus; bots spread evenly over them, all in 2 x 2 chunks; a tenth of them
+# place a block a second. The servers' pools are kept small: 8 servers
+# share the database's connection limit.
+fleet() { # run label bus servers bots editors
+    local run=$1 label=$2 bus=$3 servers=$4 bots=$5 editors=$6
+    phase "fleet: $label (run $run of $fleet_runs)"
+    "$bin/craft-bench" --threads 1 fleet --server-bin "$bin/craft-server" \
+        --store "$CRAFT_TEST_POSTGRES_URL?schema=${tag}_f${run}_${label//-/_}&pool_size=8" \
+        --bus "$bus" --servers "$servers" --bots "$bots" --editors "$editors" \
+        --edit-rate 1 --move-hz 1 --chunks 2x2 \
+        --duration "$fleet_secs" --settle "$fleet_settle" \
+        --json-out "$work/fleet-$label-$run.json" >/dev/null
+    add_labelled "$work/fleet-$label-$run.json" "$label" "$run"
+}
+
+for run in $(seq 1 "$fleet_runs"); do
+    # Cross-server latency: 2 servers, each bus and polling. latency-nats
+    # is also the 2-server point of the scale-out.
+    fleet "$run" latency-nats "$CRAFT_TEST_NATS_URL" 2 "$fleet_bots" "$fleet_editors"
+    fleet "$run" latency-postgres postgres 2 "$fleet_bots" "$fleet_editors"
+    fleet "$run" latency-none none 2 "$fleet_bots" "$fleet_editors"
+    # Scale-out: the same bots over 1 and 4 servers.
+    fleet "$run" scale-1 "$CRAFT_TEST_NATS_URL" 1 "$fleet_bots" "$fleet_editors"
+    fleet "$run" scale-4 "$CRAFT_TEST_NATS_URL" 4 "$fleet_bots" "$fleet_editors"
+    # Bus traffic against fleet size: 10 bots (2 editing) per server.
+    for k in 2 4 8; do
+        fleet "$run" "traffic-$k" "$CRAFT_TEST_NATS_URL" "$k" $((10 * k)) $((2 * k))
+    done
+done
+
 # --- report ---------------------------------------------------------------
 phase "writing $out"
 elapsed=$(($(date +%s) - started))
 # The raw results stay in target/bench-results for a re-run of the report.
 keep=${CARGO_TARGET_DIR:-target}/bench-results
-mkdir -p "$keep"
-cp "$results" "$work/metrics-chunks.txt" "$keep/"
-python3 "$root/scripts/bench_report.py" \
-    --results "$keep/results.jsonl" \
-    --criterion "${CARGO_TARGET_DIR:-target}/criterion" \
-    --chunk-metrics "$keep/metrics-chunks.txt" \
-    --elapsed "$elapsed" \
-    --command "scripts/bench.sh${quick:+ --quick}" \
-    >"$out"
+mkdir -p "$keep" "$(dirname "$out")"
+if [[ -n $fleet_only ]]; then
+    cp "$results" "$keep/fleet.jsonl"
+    python3 "$root/scripts/bench_report.py" \
+        --results "$keep/fleet.jsonl" \
+        --fleet-only \
+        --elapsed "$elapsed" \
+        --command "scripts/bench.sh${quick:+ --quick} --fleet-only" \
+        >"$out"
+else
+    cp "$results" "$work/metrics-chunks.txt" "$keep/"
+    python3 "$root/scripts/bench_report.py" \
+        --results "$keep/results.jsonl" \
+        --criterion "${CARGO_TARGET_DIR:-target}/criterion" \
+        --chunk-metrics "$keep/metrics-chunks.txt" \
+        --elapsed "$elapsed" \
+        --command "scripts/bench.sh${quick:+ --quick}" \
+        >"$out"
+fi
 phase "done: $out"

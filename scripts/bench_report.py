@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Turns the results of scripts/bench.sh into BENCHMARKS.md (on stdout).
 
-Inputs: the JSON lines written by craft-bench (stores, swarm, idle), the
-criterion output directory, and the Prometheus text of the server that
-answered the chunk-answer swarm.
+Inputs: the JSON lines written by craft-bench (stores, swarm, idle, fleet),
+the criterion output directory, and the Prometheus text of the server that
+answered the chunk-answer swarm. With --fleet-only, only the "Fleet"
+section (and its target) is written, from the fleet lines.
 """
 
 import argparse
@@ -29,11 +30,14 @@ TARGETS = {
     "kib_per_player": 64.0,
     "chunk_answer_p99_ms": 0.1,
     "one_chunk_cpu_ns_per_line": 150.0,
+    "fleet_cross_p99_ms": 150.0,
 }
+# Runs a fleet target needs before it can be called met.
+FLEET_MIN_RUNS = 3
 
 
 def load_results(path):
-    out = {"stores": None, "swarms": {}, "idle": None}
+    out = {"stores": None, "swarms": {}, "idle": None, "fleet": []}
     for line in Path(path).read_text().splitlines():
         line = line.strip()
         if not line:
@@ -46,6 +50,8 @@ def load_results(path):
             out["swarms"][r.get("label", r.get("chunks"))] = r
         elif kind == "idle":
             out["idle"] = r
+        elif kind == "fleet":
+            out["fleet"].append(r)
     return out
 
 
@@ -183,6 +189,155 @@ def usage(u, name):
     return (u or {}).get(name)
 
 
+def median(xs):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def fleet_runs(fleet, label):
+    return [r for r in fleet if r.get("label") == label]
+
+
+def mw(runs, get, worst=max, digits=1):
+    """'median (worst)' of a figure over runs; worst is max unless told."""
+    xs = [get(r) for r in runs]
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "–"
+    if len(xs) == 1:
+        return fmt(xs[0], digits)
+    return f"{fmt(median(xs), digits)} ({fmt(worst(xs), digits)})"
+
+
+def per_server(r, key):
+    """A server's average of a traffic figure."""
+    ps = r.get("per_server") or []
+    return sum(p["traffic"][key] for p in ps) / len(ps) if ps else None
+
+
+def fleet_target_rows(fleet):
+    rows = []
+    for label in ("latency-nats", "latency-postgres"):
+        runs = fleet_runs(fleet, label)
+        if not runs:
+            continue
+        p99 = [r["cross"]["latency"]["p99_ms"] for r in runs]
+        share = min(r["cross"]["share"] for r in runs)
+        bus = runs[0]["bus"]
+        ok = len(runs) >= FLEET_MIN_RUNS and max(p99) <= TARGETS["fleet_cross_p99_ms"]
+        note = "" if len(runs) >= FLEET_MIN_RUNS else f"; needs ≥ {FLEET_MIN_RUNS} runs"
+        rows.append(
+            f"| {runs[0]['servers']} servers × {runs[0]['bots']:,} bots, {bus} bus: cross-server edit "
+            f"p99 ≤ 150 ms in each of ≥ {FLEET_MIN_RUNS} runs | p99 median {fmt(median(p99))} ms, "
+            f"worst {fmt(max(p99))} ms over {len(runs)} run{'s' if len(runs) > 1 else ''}; "
+            f"worst run delivered {100 * share:.2f}%{note} | {'yes' if ok else 'no'} |")
+    return rows
+
+
+def fleet_section(fleet, w):
+    if not fleet:
+        return
+    nruns = max(len(fleet_runs(fleet, l)) for l in {r.get("label") for r in fleet})
+    any_run = fleet[0]
+    w("## Fleet (`craft-bench fleet`)\n")
+    w(f"K `craft-server` processes on one PostgreSQL world (a fresh schema per run), joined by "
+      f"the fleet bus or polling the store (`--bus none`); bots spread evenly over them "
+      f"(bot b on server b mod K), all in {any_run['chunks']} chunks, so every bot is "
+      f"interested in every edit. A tenth of the bots place one block a second each, at a "
+      f"position of their own; every bot moves once a second. Latency runs from the editor's "
+      f"send to a bot on *another* server reading the `B` line; a settle period after the "
+      f"active phase lets polled edits arrive. Bus traffic is each server's "
+      f"`craft_bus_messages_total` / `craft_bus_bytes_total` (payload bytes) over the active "
+      f"phase and the settle period. Figures are the **median (worst)** of {nruns} "
+      f"run{'s' if nruns > 1 else ''}; for delivered shares the worst is the lowest.\n")
+
+    lat = [l for l in ("latency-nats", "latency-postgres", "latency-none") if fleet_runs(fleet, l)]
+    if lat:
+        first = fleet_runs(fleet, lat[0])[0]
+        w(f"### Cross-server edit latency ({first['servers']} servers × {first['bots']:,} bots)\n")
+        w("| bus | runs | edits | cross p50 ms | cross p99 ms | cross max ms | cross delivered | "
+          "same-server p99 ms | bus msg/s in / out per server | bus KiB/s in / out per server |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
+        for l in lat:
+            runs = fleet_runs(fleet, l)
+            w(f"| {runs[0]['bus']} | {len(runs)} | {mw(runs, lambda r: r['edits'], min)} "
+              f"| {mw(runs, lambda r: r['cross']['latency']['p50_ms'])} "
+              f"| {mw(runs, lambda r: r['cross']['latency']['p99_ms'])} "
+              f"| {mw(runs, lambda r: r['cross']['latency']['max_ms'])} "
+              f"| {mw(runs, lambda r: 100 * r['cross']['share'], min, 2)}% "
+              f"| {mw(runs, lambda r: r['same']['latency']['p99_ms'])} "
+              f"| {mw(runs, lambda r: per_server(r, 'messages_in_per_s'))} / "
+              f"{mw(runs, lambda r: per_server(r, 'messages_out_per_s'))} "
+              f"| {mw(runs, lambda r: per_server(r, 'bytes_in_per_s') / 1024)} / "
+              f"{mw(runs, lambda r: per_server(r, 'bytes_out_per_s') / 1024)} |")
+        w("")
+
+    scale = [(l, k) for l, k in (("scale-1", 1), ("latency-nats", 2), ("scale-4", 4))
+             if fleet_runs(fleet, l)]
+    if len(scale) > 1:
+        w("### Scale-out: the same bots over more servers (NATS bus)\n")
+        w("| servers | bots per server | cross p50 ms | cross p99 ms | cross delivered | "
+          "same-server p50 ms | same-server p99 ms | bus msg/s in / out per server | dropped |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        for l, k in scale:
+            runs = fleet_runs(fleet, l)
+            cross = k > 1
+            w(f"| {k} | {runs[0]['bots'] // k:,} "
+              f"| {mw(runs, lambda r: r['cross']['latency']['p50_ms']) if cross else '–'} "
+              f"| {mw(runs, lambda r: r['cross']['latency']['p99_ms']) if cross else '–'} "
+              f"| {mw(runs, lambda r: 100 * r['cross']['share'], min, 2) + '%' if cross else '–'} "
+              f"| {mw(runs, lambda r: r['same']['latency']['p50_ms'])} "
+              f"| {mw(runs, lambda r: r['same']['latency']['p99_ms'])} "
+              f"| {mw(runs, lambda r: per_server(r, 'messages_in_per_s'))} / "
+              f"{mw(runs, lambda r: per_server(r, 'messages_out_per_s'))} "
+              f"| {mw(runs, lambda r: r['dropped'])} |")
+        w("")
+
+    traffic = sorted({r["servers"] for r in fleet if str(r.get("label", "")).startswith("traffic-")})
+    if traffic:
+        topics = sorted({t for r in fleet if str(r.get("label", "")).startswith("traffic-")
+                         for t in r.get("by_topic", {})})
+        first = fleet_runs(fleet, f"traffic-{traffic[0]}")[0]
+        w(f"### Bus traffic against fleet size ({first['bots'] // first['servers']} bots per server, "
+          f"{first['editors'] // first['servers']} editing; NATS)\n")
+        w("| servers | msg/s in per server | msg/s out per server | KiB/s in per server | "
+          "KiB/s out per server | msg/s out, whole fleet | " + " | ".join(f"topic `{t}` msg/s in, fleet" for t in topics)
+          + " | cross p99 ms |")
+        w("|---|---|---|---|---|---|" + "---|" * len(topics) + "---|")
+        for k in traffic:
+            runs = fleet_runs(fleet, f"traffic-{k}")
+            cells = " | ".join(
+                mw(runs, lambda r, t=t: r.get("by_topic", {}).get(t, {}).get("messages_in_per_s"))
+                for t in topics)
+            w(f"| {k} | {mw(runs, lambda r: per_server(r, 'messages_in_per_s'))} "
+              f"| {mw(runs, lambda r: per_server(r, 'messages_out_per_s'))} "
+              f"| {mw(runs, lambda r: per_server(r, 'bytes_in_per_s') / 1024)} "
+              f"| {mw(runs, lambda r: per_server(r, 'bytes_out_per_s') / 1024)} "
+              f"| {mw(runs, lambda r: r['total']['messages_out_per_s'])} | {cells} "
+              f"| {mw(runs, lambda r: r['cross']['latency']['p99_ms'])} |")
+        w("")
+
+
+def fleet_only(args, res):
+    out = []
+    w = out.append
+    now = datetime.datetime.now(datetime.timezone.utc)
+    w(f"<!-- Produced by `{args.command}` on {now:%Y-%m-%d %H:%M} UTC"
+      + (f" in {args.elapsed // 60} min {args.elapsed % 60} s" if args.elapsed else "")
+      + f"; machine: {machine()} -->\n")
+    rows = fleet_target_rows(res["fleet"])
+    if rows:
+        w("| target | measured | met |")
+        w("|---|---|---|")
+        out.extend(rows)
+        w("")
+    fleet_section(res["fleet"], w)
+    print("\n".join(out))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
@@ -190,8 +345,12 @@ def main():
     ap.add_argument("--chunk-metrics")
     ap.add_argument("--elapsed", type=int)
     ap.add_argument("--command", default="scripts/bench.sh")
+    ap.add_argument("--fleet-only", action="store_true")
     args = ap.parse_args()
     res = load_results(args.results)
+    if args.fleet_only:
+        fleet_only(args, res)
+        return
     st = res["stores"]
     sw = res["swarms"]
     out = []
@@ -259,6 +418,7 @@ def main():
             w(f"| PostgreSQL batched writes ≥ 50% of COPY | import {pct(pg['import']['edits_per_s'], copy['import_rows_per_s'])} "
               f"of COPY; sustained batches {pct(pg['sustain']['throughput_edits_per_s'], copy['import_rows_per_s'])} "
               f"| {'yes' if r >= 0.5 else 'no'} |")
+    out.extend(fleet_target_rows(res["fleet"]))
     w("")
 
     # --- stores -----------------------------------------------------------
@@ -409,6 +569,8 @@ def main():
           f"{fmt(idle['kib_per_connection'])} KiB of server RSS each "
           f"(server RSS {fmt(idle['server']['rss_before_kib'] / 1024)} MiB before, "
           f"{fmt(idle['server']['rss_joined_kib'] / 1024)} MiB with them).\n")
+
+    fleet_section(res["fleet"], w)
 
     # --- micro-benchmarks -----------------------------------------------------
     rows = criterion_rows(args.criterion) if args.criterion else []

@@ -10,6 +10,7 @@ use serde::Serialize;
 use tracing::info;
 use world_core::coords::ChunkPos;
 
+use crate::fleet::{self, FleetConfig};
 use crate::idle::{self, IdleConfig};
 use crate::layout::Spread;
 use crate::spawn::{SpawnedServer, default_server_bin};
@@ -50,6 +51,9 @@ pub enum Command {
     /// loads, incremental sync), next to raw SQLite and PostgreSQL
     /// baselines.
     Stores(StoresArgs),
+    /// K servers on one store joined by a fleet bus (or polling), bots
+    /// spread over them: cross-server edit latency and bus traffic.
+    Fleet(FleetArgs),
 }
 
 /// Which server to load, and whether to start it.
@@ -273,6 +277,109 @@ pub struct StoresArgs {
     pub json_out: Option<PathBuf>,
 }
 
+/// `craft-bench fleet`.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// The store every server shares: a fresh, empty PostgreSQL world
+    /// (e.g. postgres://postgres@127.0.0.1/postgres?schema=fleet_1); the
+    /// servers create their tables there, the bench nothing else.
+    #[arg(long, value_name = "URL")]
+    pub store: String,
+
+    /// The fleet bus: nats://HOST:PORT, postgres, or none (polling).
+    #[arg(long, value_name = "BUS", default_value = "none")]
+    pub bus: String,
+
+    /// NATS subject prefix of the run [default: a fresh one per run].
+    #[arg(long, value_name = "NAME")]
+    pub bus_namespace: Option<String>,
+
+    /// Servers.
+    #[arg(long, default_value_t = 2)]
+    pub servers: u32,
+
+    /// Bots over all servers (bot b plays on server b % servers).
+    #[arg(long, default_value_t = 200)]
+    pub bots: u32,
+
+    /// Bots that place blocks (an even share of each server).
+    #[arg(long, default_value_t = 20)]
+    pub editors: u32,
+
+    /// Blocks placed per editor per second.
+    #[arg(long, value_name = "PER_S", default_value_t = 1.0)]
+    pub edit_rate: f64,
+
+    /// Position updates per bot per second.
+    #[arg(long, value_name = "HZ", default_value_t = 1.0)]
+    pub move_hz: f64,
+
+    /// The grid of chunks every bot lives in (every bot asks for all of
+    /// them), WxH.
+    #[arg(long, value_name = "WxH", default_value = "2x2", value_parser = parse_grid)]
+    pub chunks: (u32, u32),
+
+    /// The grid's first chunk, P,Q.
+    #[arg(long, value_name = "P,Q", default_value = "0,0", value_parser = parse_chunk, allow_hyphen_values = true)]
+    pub origin: ChunkPos,
+
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Length of the measured (active) phase.
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    pub duration: Duration,
+
+    /// Pause between "everyone joined" and the active phase.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub pause: Duration,
+
+    /// Keep reading this long after the active phase, so that edits shown
+    /// by polling still arrive (commit_interval + sync_interval).
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub settle: Duration,
+
+    /// Spread the connections over this long [default: 2 ms per bot, at
+    /// least 1 s].
+    #[arg(long, value_parser = parse_duration)]
+    pub ramp: Option<Duration>,
+
+    /// Longest wait for every bot to join, after the ramp.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub join_timeout: Duration,
+
+    /// The craft-server binary [default: next to this binary, else from
+    /// PATH].
+    #[arg(long, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+
+    /// Extra argument for every server (repeat), e.g.
+    /// --server-arg=--sync-interval=1s.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub server_arg: Vec<String>,
+
+    /// RUST_LOG of the servers.
+    #[arg(long, value_name = "FILTER", default_value = "warn")]
+    pub server_log: String,
+
+    /// Directory for the servers' logs (server-N.log) [default: discarded].
+    #[arg(long, value_name = "DIR")]
+    pub server_log_dir: Option<PathBuf>,
+
+    /// Append the JSON result line to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
+}
+
+/// A NATS subject prefix nobody else uses.
+fn fresh_namespace() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("bench_{}_{nanos}", std::process::id())
+}
+
 fn parse_limit(s: &str) -> Result<(String, usize), String> {
     let (label, n) = parse_labelled(s)?;
     let n = n.parse().map_err(|e| format!("{s:?}: {e}"))?;
@@ -466,6 +573,35 @@ impl Cli {
                 let report = stores::run(cfg).await?;
                 emit(args.json_out.as_deref(), &report.human(), &report)
             }
+            Command::Fleet(args) => {
+                let cfg = FleetConfig {
+                    server_bin: args.server_bin.unwrap_or_else(default_server_bin),
+                    store: args.store,
+                    bus: args.bus,
+                    bus_namespace: args.bus_namespace.unwrap_or_else(fresh_namespace),
+                    servers: args.servers,
+                    bots: args.bots,
+                    editors: args.editors,
+                    edit_rate: args.edit_rate,
+                    move_hz: args.move_hz,
+                    origin: args.origin,
+                    width: args.chunks.0,
+                    height: args.chunks.1,
+                    seed: args.seed,
+                    ramp: args.ramp.unwrap_or_else(|| default_ramp(args.bots)),
+                    join_timeout: args.join_timeout,
+                    pause: args.pause,
+                    duration: args.duration,
+                    settle: args.settle,
+                    server_args: args.server_arg,
+                    server_log: args.server_log,
+                    server_log_dir: args.server_log_dir,
+                    threads: self.threads,
+                };
+                info!(servers = cfg.servers, bus = %cfg.bus, bots = cfg.bots, "fleet run");
+                let report = fleet::run(cfg).await?;
+                emit(args.json_out.as_deref(), &report.human(), &report)
+            }
         }
     }
 }
@@ -562,6 +698,33 @@ mod tests {
         assert_eq!(args.import_edits, 1_000_000);
         assert!(Cli::try_parse_from(["craft-bench", "stores"]).is_err());
         assert!(Cli::try_parse_from(["craft-bench", "stores", "--store", "sqlite:x.db"]).is_err());
+    }
+
+    #[test]
+    fn parses_a_fleet_command_line() {
+        let cli = Cli::parse_from([
+            "craft-bench",
+            "fleet",
+            "--store",
+            "postgres://postgres@127.0.0.1/postgres?schema=f",
+            "--bus",
+            "nats://127.0.0.1:4222",
+            "--servers",
+            "4",
+            "--server-arg=--sync-interval=1s",
+        ]);
+        let Command::Fleet(args) = cli.command else {
+            panic!("fleet expected");
+        };
+        assert_eq!(args.servers, 4);
+        assert_eq!(args.bots, 200);
+        assert_eq!(args.chunks, (2, 2));
+        assert_eq!(args.server_arg, vec!["--sync-interval=1s".to_owned()]);
+        assert!(
+            Cli::try_parse_from(["craft-bench", "fleet"]).is_err(),
+            "needs a store"
+        );
+        assert_ne!(fresh_namespace(), "");
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //!     answers, line rates and the server's CPU and memory;
 //!   - `craft-bench idle` ([`idle`]): server memory per idle connection;
 //! - `craft-bench stores` ([`stores`], [`baseline`]): the same work on
-//!   every store, next to raw SQLite and PostgreSQL baselines.
+//!   every store, next to raw SQLite and PostgreSQL baselines;
+//! - `craft-bench fleet` ([`fleet`]): several servers on one store joined
+//!   by a fleet bus (or polling), with bots spread over them: cross-server
+//!   edit latency and bus traffic.
 //!
 //! Every run prints a summary for people on stderr and one JSON object on
 //! stdout (also appended to `--json-out FILE`), for the script that writes
@@ -20,6 +23,7 @@
 
 pub mod baseline;
 pub mod cli;
+pub mod fleet;
 pub mod histogram;
 pub mod idle;
 pub mod layout;

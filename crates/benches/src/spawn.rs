@@ -157,7 +157,7 @@ impl Drop for SpawnedServer {
 }
 
 /// A loopback address with a port nobody listens on right now.
-fn free_port() -> std::io::Result<SocketAddr> {
+pub fn free_port() -> std::io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 

@@ -12,7 +12,10 @@
 //!     answers, line rates and the server's CPU and memory;
 //!   - `craft-bench idle` ([`idle`]): server memory per idle connection;
 //! - `craft-bench stores` ([`stores`], [`baseline`]): the same work on
-//!   every store, next to raw SQLite and PostgreSQL baselines.
+//!   every store, next to raw SQLite and PostgreSQL baselines;
+//! - `craft-bench features` ([`features`]): draft publishes, block
+//!   history's cost and rollback, and migration between every pair of
+//!   stores.
 //!
 //! Every run prints a summary for people on stderr and one JSON object on
 //! stdout (also appended to `--json-out FILE`), for the script that writes
@@ -20,6 +23,7 @@
 
 pub mod baseline;
 pub mod cli;
+pub mod features;
 pub mod histogram;
 pub mod idle;
 pub mod layout;

@@ -10,7 +10,7 @@
 #   --quick   a few seconds per part (checks the pipeline, figures are noise)
 #   --out     where the report goes [BENCHMARKS.md]
 #
-# About 12 minutes on 2 cores once the release build is done.
+# About 15 minutes on 2 cores once the release build is done (features: ~3).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)

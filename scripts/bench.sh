@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every benchmark and writes BENCHMARKS.md: criterion micro-benchmarks,
 # the store benchmark on SQLite, PostgreSQL, DynamoDB (moto) and the Data
-# API (dataapi-local) next to raw baselines, and bot swarms against a
-# release craft-server. Starts the services it needs like scripts/test.sh.
+# API (dataapi-local) next to raw baselines, the features benchmark (draft
+# publishes, block history, migration between stores) on the same four, and
+# bot swarms against a release craft-server. Starts the services it needs
+# like scripts/test.sh.
 #
 # Usage: scripts/bench.sh [--quick] [--fleet-only] [--out FILE]
 #   --quick       a few seconds per part (checks the pipeline, figures are noise)
@@ -13,8 +15,8 @@
 # The fleet runs are repeated $CRAFT_BENCH_FLEET_RUNS times [3; 1 with
 # --quick]: the cross-server target must hold in each.
 #
-# About 25 minutes on 2 cores once the release build is done (the fleet
-# part: about 12).
+# About 28 minutes on 2 cores once the release build is done (the fleet
+# part: about 12, features: about 3).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,6 +75,8 @@ if [[ -n $quick ]]; then
     criterion_args=(--warm-up-time 0.1 --measurement-time 0.2)
     stores_args=(--import-edits 20000 --import-budget 10s --sustain-budget 3s --max-rate 8000
         --load-sizes 100,1000,2000 --load-samples 5 --sync-samples 3)
+    features_args=(--draft-sizes 100,1000 --draft-reps 2 --history-batch 1000 --history-rounds 2
+        --rollback-changes 1000 --migrate-chunks 10 --migrate-per-chunk 50 --migrate-limit dynamodb=4)
     swarm_secs=3s
     bots_one=50
     bots_spread=100
@@ -87,6 +91,13 @@ else
     # moto slows down as its table grows: a smaller world for DynamoDB.
     stores_args=(--import-edits 1000000 --import-budget 45s --sustain-budget 30s --load-budget 8s
         --import-limit dynamodb=100000)
+    # Drafts of 100, 1,000 and 10,000 changes; history cost in batches of
+    # 5,000 edits; rollback of 10,000 changes; migration of 200 chunks
+    # (~52,000 rows), 20 chunks to and from moto.
+    features_args=(--draft-sizes 100,1000,10000 --draft-reps 5 --draft-budget 20s
+        --history-batch 5000 --history-rounds 10 --history-budget 30s
+        --rollback-changes 10000 --migrate-chunks 200 --migrate-per-chunk 250
+        --migrate-limit dynamodb=20)
     swarm_secs=20s
     bots_one=1000
     bots_spread=5000
@@ -120,18 +131,30 @@ cargo bench --quiet -p benches -- "${criterion_args[@]}" --noplot >"$work/criter
 
 # --- stores ---------------------------------------------------------------
 phase "stores"
-dataapi_url="dataapi://?resource_arn=arn:aws:rds:us-east-1:123456789012:cluster:local"
-dataapi_url+="&secret_arn=arn:aws:secretsmanager:us-east-1:123456789012:secret:local"
-dataapi_url+="&region=us-east-1&endpoint=$CRAFT_TEST_DATAAPI_ENDPOINT&schema=$tag"
-dataapi_url+="&access_key_id=local&secret_access_key=local"
-"$bin/craft-bench" stores "${stores_args[@]}" \
-    --store "sqlite=sqlite:$work/stores.db" \
-    --store "postgres=$CRAFT_TEST_POSTGRES_URL?schema=$tag" \
-    --store "dynamodb=dynamodb://${tag//_/-}?region=us-east-1&endpoint=$CRAFT_TEST_DYNAMODB_ENDPOINT&create=true&attempt_timeout=60s&operation_timeout=120s" \
-    --store "dataapi=$dataapi_url" \
+# The four stores, each a fresh world named after $1 (a file, a schema, a
+# table); craft-bench features derives more fresh worlds from them.
+store_args() { # name
+    local dataapi_url="dataapi://?resource_arn=arn:aws:rds:us-east-1:123456789012:cluster:local"
+    dataapi_url+="&secret_arn=arn:aws:secretsmanager:us-east-1:123456789012:secret:local"
+    dataapi_url+="&region=us-east-1&endpoint=$CRAFT_TEST_DATAAPI_ENDPOINT&schema=$1"
+    dataapi_url+="&access_key_id=local&secret_access_key=local"
+    printf '%s\n' \
+        --store "sqlite=sqlite:$work/$1.db" \
+        --store "postgres=$CRAFT_TEST_POSTGRES_URL?schema=$1" \
+        --store "dynamodb=dynamodb://${1//_/-}?region=us-east-1&endpoint=$CRAFT_TEST_DYNAMODB_ENDPOINT&create=true&attempt_timeout=60s&operation_timeout=120s" \
+        --store "dataapi=$dataapi_url"
+}
+mapfile -t stores_urls < <(store_args "$tag")
+"$bin/craft-bench" stores "${stores_args[@]}" "${stores_urls[@]}" \
     --pg-baseline "$CRAFT_TEST_POSTGRES_URL" \
     --sqlite-baseline "$work" \
     --json-out "$results" >/dev/null
+
+# --- features ---------------------------------------------------------------
+phase "features (drafts, history, migration)"
+mapfile -t features_urls < <(store_args "${tag}_f")
+"$bin/craft-bench" features "${features_args[@]}" "${features_urls[@]}" \
+    --run-id "$tag" --json-out "$results" >/dev/null
 
 # --- swarms ---------------------------------------------------------------
 swarm() { # label, then craft-bench swarm arguments

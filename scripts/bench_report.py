@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Turns the results of scripts/bench.sh into BENCHMARKS.md (on stdout).
 
-Inputs: the JSON lines written by craft-bench (stores, swarm, idle, fleet),
-the criterion output directory, and the Prometheus text of the server that
-answered the chunk-answer swarm. With --fleet-only, only the "Fleet"
-section (and its target) is written, from the fleet lines.
+Inputs: the JSON lines written by craft-bench (stores, features, swarm,
+idle, fleet), the criterion output directory, and the Prometheus text of
+the server that answered the chunk-answer swarm. With --fleet-only, only
+the "Fleet" section (and its target) is written, from the fleet lines.
+
+`--features-only` prints just the sections of `craft-bench features`
+(drafts, history, migration), over every run found in the results (median
+and worst of the runs), for adding to an existing BENCHMARKS.md.
 """
 
 import argparse
@@ -13,6 +17,7 @@ import json
 import os
 import platform
 import re
+import statistics
 from pathlib import Path
 
 # Prices, USD, us-east-1, as published on the AWS pricing pages
@@ -37,7 +42,7 @@ FLEET_MIN_RUNS = 3
 
 
 def load_results(path):
-    out = {"stores": None, "swarms": {}, "idle": None, "fleet": []}
+    out = {"stores": None, "swarms": {}, "idle": None, "fleet": [], "features": {}}
     for line in Path(path).read_text().splitlines():
         line = line.strip()
         if not line:
@@ -52,6 +57,10 @@ def load_results(path):
             out["idle"] = r
         elif kind == "fleet":
             out["fleet"].append(r)
+        elif kind == "features":
+            # runs[run][part] = results; a later line of the same run and
+            # part replaces an earlier one.
+            out["features"].setdefault(r.get("run", ""), {})[r["part"]] = r["results"]
     return out
 
 
@@ -190,7 +199,7 @@ def usage(u, name):
 
 
 def median(xs):
-    xs = sorted(xs)
+    xs = sorted(x for x in xs if x is not None)
     if not xs:
         return None
     n = len(xs)
@@ -338,6 +347,154 @@ def fleet_only(args, res):
     print("\n".join(out))
 
 
+# --- craft-bench features ---------------------------------------------------
+
+def spread(values, worst=max, digits=1):
+    """`median (worst)` of the runs' values; just the value for one run."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    m = median(values)
+    if len(values) == 1:
+        return fmt(m, digits)
+    return f"{fmt(m, digits)} ({fmt(worst(values), digits)})"
+
+
+def features_sections(features, command=None):
+    """The sections of `craft-bench features` over every run in `features`
+    ({run: {part: results}}): median and worst of the runs."""
+    out = []
+    w = out.append
+    runs = [features[k] for k in sorted(features)]
+    if not runs:
+        return out
+    n = len(runs)
+    how = (f"median (worst) of {n} runs" if n > 1 else "one run")
+    cmd = f" Produced by `{command}`." if command else ""
+
+    def by(part, key):
+        """{key(result): [result per run]} in first-seen order."""
+        got = {}
+        for r in runs:
+            for x in r.get(part) or []:
+                got.setdefault(key(x), []).append(x)
+        return got
+
+    drafts = by("drafts", lambda x: x["label"])
+    if drafts:
+        w("## Private builds: publish\n")
+        w(f"`craft-bench features` (see `crates/benches/README.md`), {how}.{cmd} Each store starts "
+          "empty; a draft mixes 70% blocks, 20% lights and 10% signs over a 2 × 2 square of chunks "
+          "and is published on empty ground (a fresh region per repetition; the median repetition "
+          "of each run is taken).\n")
+        w("How long `publish_draft` (the conflict check, one `apply` of the whole draft with its "
+          "mirrors, the deletion of the stored draft) takes per draft size, next to a plain `apply` "
+          "of a batch of the same shape in the same run:\n")
+        w("| store | draft changes | writes (mirrors included) | publish ms | changes published/s | plain apply ms | publish ÷ apply | `put_draft` ms | requests per publish |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        for label, rs in drafts.items():
+            sizes = {}
+            for r in rs:
+                for z in r["sizes"]:
+                    sizes.setdefault(z["changes"], []).append(z)
+            for changes, zs in sizes.items():
+                ok = [z for z in zs if not z.get("skipped")]
+                if not ok:
+                    w(f"| {label} | {changes:,} | skipped ({zs[0]['skipped']}) | | | | | | |")
+                    continue
+                w(f"| {label} | {changes:,} | {ok[0]['writes']:,} "
+                  f"| {spread([z['publish_ms'] for z in ok])} "
+                  f"| {spread([z['changes_per_s'] for z in ok], min)} "
+                  f"| {spread([z['apply_ms'] for z in ok])} "
+                  f"| {fmt(median([z['publish_vs_apply'] for z in ok]), 2)} "
+                  f"| {spread([z['put_ms'] for z in ok])} "
+                  f"| {fmt(median([usage(z['per_publish'], 'store_requests_total') for z in ok]))} |")
+        w("")
+
+    cost = by("history", lambda x: x["label"])
+    rollback = by("rollback", lambda x: x["label"])
+    if cost or rollback:
+        w("## History: cost, rollback\n")
+        w(f"`craft-bench features`, {how}.{cmd} DynamoDB keeps no history "
+          "(`StoreError::Unsupported`): it is listed as unsupported.\n")
+    if cost:
+        batch = next((x["batch_edits"] for rs in cost.values() for x in rs if x["status"] == "ok"), 0)
+        w(f"History's cost on sustained edits: batches of {batch:,} block edits (with their "
+          "neighbour mirrors) over 20 busy chunks, written back to back like the server's flushes, "
+          "alternately with one history entry per edit and without, in the same run; edits per "
+          "second of commit time:\n")
+        w("| store | without history edits/s | with history edits/s | with ÷ without | commit ms without / with (median) | requests / 1,000 edits without / with |")
+        w("|---|---|---|---|---|---|")
+        for label, rs in cost.items():
+            ok = [x for x in rs if x["status"] == "ok"]
+            if not ok:
+                w(f"| {label} | {rs[0]['status']} | | | | |")
+                continue
+            w(f"| {label} | {spread([x['without_edits_per_s'] for x in ok], min)} "
+              f"| {spread([x['with_edits_per_s'] for x in ok], min)} "
+              f"| {spread([x['ratio'] for x in ok], min, 2)} "
+              f"| {fmt(median([x['without_median_ms'] for x in ok]))} / {fmt(median([x['with_median_ms'] for x in ok]))} "
+              f"| {fmt(median([usage(x['without_per_1000'], 'store_requests_total') for x in ok]))} / "
+              f"{fmt(median([usage(x['with_per_1000'], 'store_requests_total') for x in ok]))} |")
+        w("")
+    if rollback:
+        w("Rollback: one author's changes (80% blocks, 10% lights, 10% signs over ten chunks, "
+          "written in batches of 1,000 among another author's 200) undone by "
+          "`craft_server::history::rollback` (history query, current values, one restoring batch "
+          "with its own entries), next to the time it took to write them in the same run:\n")
+        w("| store | changes | rollback ms | changes undone/s | writing them s | rollback ÷ writing | chunks written | requests |")
+        w("|---|---|---|---|---|---|---|---|")
+        for label, rs in rollback.items():
+            ok = [x for x in rs if x["status"] == "ok"]
+            if not ok:
+                w(f"| {label} | {rs[0]['status']} | | | | | | |")
+                continue
+            w(f"| {label} | {ok[0]['found']:,} | {spread([x['rollback_ms'] for x in ok])} "
+              f"| {spread([x['changes_per_s'] for x in ok], min)} "
+              f"| {spread([x['write_s'] for x in ok], max, 2)} "
+              f"| {fmt(median([x['rollback_ms'] / 1e3 / x['write_s'] for x in ok if x['write_s']]), 2)} "
+              f"| {ok[0]['chunks']:,} | {fmt(median([usage(x['usage'], 'store_requests_total') for x in ok]))} |")
+        w("")
+
+    pairs = by("migrate", lambda x: (x["from"], x["to"]))
+    if pairs:
+        # Baseline per run: the same world written straight into the
+        # destination (the source worlds of the pairs starting there).
+        def direct(run, store, chunks):
+            for x in run.get("migrate") or []:
+                if x["from"] == store and x["chunks"] == chunks and x["source_write_s"]:
+                    return x["rows"] / x["source_write_s"]
+            return None
+
+        w("## Migration between stores\n")
+        w(f"`craft-bench features`, {how}.{cmd} Every store holds a world of blocks (with their "
+          "neighbour mirrors), lights and signs in a fresh location; `craft_server::migrate` copies "
+          "it (`craft-server import`: chunk reads 8 at a time, batches of 50,000 rows) into a fresh "
+          "destination and then verifies it (both sides read whole and compared value by value). "
+          "Pairs with DynamoDB move a smaller world (moto is slow).\n")
+        w("Copy and verify rates per ordered pair; *vs direct write* compares the copy with writing "
+          "the same world straight into the destination in the same run:\n")
+        w("| from → to | chunks | rows | copy s | copy rows/s | copy chunks/s | vs direct write | verify s | verify rows/s |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        for (src, dst), xs in pairs.items():
+            ratios = []
+            for run in runs:
+                for x in run.get("migrate") or []:
+                    if (x["from"], x["to"]) == (src, dst):
+                        d = direct(run, dst, x["chunks"])
+                        if d:
+                            ratios.append(x["copy_rows_per_s"] / d)
+            w(f"| {src} → {dst} | {xs[0]['chunks']:,} | {xs[0]['rows']:,} "
+              f"| {spread([x['copy_s'] for x in xs], max, 2)} "
+              f"| {spread([x['copy_rows_per_s'] for x in xs], min)} "
+              f"| {spread([x['copy_chunks_per_s'] for x in xs], min)} "
+              f"| {pct(median(ratios), 1) if ratios else '–'} "
+              f"| {spread([x['verify_s'] for x in xs], max, 2)} "
+              f"| {spread([x['verify_rows_per_s'] for x in xs], min)} |")
+        w("")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
@@ -346,10 +503,17 @@ def main():
     ap.add_argument("--elapsed", type=int)
     ap.add_argument("--command", default="scripts/bench.sh")
     ap.add_argument("--fleet-only", action="store_true")
+    ap.add_argument("--features-only", action="store_true",
+                    help="print only the sections of craft-bench features")
+    ap.add_argument("--features-command",
+                    help="the command that produced the features results (shown with them)")
     args = ap.parse_args()
     res = load_results(args.results)
     if args.fleet_only:
         fleet_only(args, res)
+        return
+    if args.features_only:
+        print("\n".join(features_sections(res["features"], args.features_command)))
         return
     st = res["stores"]
     sw = res["swarms"]
@@ -519,6 +683,9 @@ def main():
                 w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} round trips "
                   f"| {fmt(usage(load, 'store_requests_total'))} round trips | no per-request price |")
         w("")
+
+    # --- features -----------------------------------------------------------
+    out.extend(features_sections(res["features"], args.features_command))
 
     # --- swarms -------------------------------------------------------------
     if sw:

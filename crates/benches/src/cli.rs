@@ -11,6 +11,7 @@ use tracing::info;
 use world_core::coords::ChunkPos;
 
 use crate::fleet::{self, FleetConfig};
+use crate::features::{self, FeaturesConfig, Parts};
 use crate::idle::{self, IdleConfig};
 use crate::layout::Spread;
 use crate::spawn::{SpawnedServer, default_server_bin};
@@ -54,6 +55,10 @@ pub enum Command {
     /// K servers on one store joined by a fleet bus (or polling), bots
     /// spread over them: cross-server edit latency and bus traffic.
     Fleet(FleetArgs),
+    /// What private builds, block history and migration cost on each
+    /// store: draft publishes, history's cost on sustained edits, rollback,
+    /// migration between every pair.
+    Features(FeaturesArgs),
 }
 
 /// Which server to load, and whether to start it.
@@ -372,6 +377,75 @@ pub struct FleetArgs {
     pub json_out: Option<PathBuf>,
 }
 
+/// `craft-bench features`.
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    /// A store to measure, LABEL=URL (repeat); each must be a fresh, empty
+    /// world. Migration derives more fresh worlds from it: another SQLite
+    /// file in the same directory, another schema, another DynamoDB table.
+    #[arg(long = "store", value_name = "LABEL=URL", required = true, value_parser = parse_labelled)]
+    pub stores: Vec<(String, String)>,
+
+    /// Parts to run, comma separated: drafts, history, rollback, migrate,
+    /// or all.
+    #[arg(long, default_value = "all", value_parser = Parts::parse)]
+    pub parts: Parts,
+
+    /// Names the run in the JSON lines [default: the time].
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+
+    /// Changes per draft, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    pub draft_sizes: Vec<usize>,
+
+    /// Publishes measured per draft size (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub draft_reps: usize,
+
+    /// No further publish of one size starts after this long (one always
+    /// runs).
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    pub draft_budget: Duration,
+
+    /// Publish drafts of at most N changes on the store LABEL (repeat).
+    #[arg(long, value_name = "LABEL=N", value_parser = parse_limit)]
+    pub draft_limit: Vec<(String, usize)>,
+
+    /// Block edits per batch when measuring history's cost.
+    #[arg(long, default_value_t = 5_000)]
+    pub history_batch: usize,
+
+    /// Rounds (a batch with history and one without) of that measurement.
+    #[arg(long, default_value_t = 10)]
+    pub history_rounds: usize,
+
+    /// No further round starts after this long (two always run).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub history_budget: Duration,
+
+    /// Changes by one author that the rollback undoes.
+    #[arg(long, default_value_t = 10_000)]
+    pub rollback_changes: usize,
+
+    /// Chunks of the migrated world.
+    #[arg(long, default_value_t = 200)]
+    pub migrate_chunks: usize,
+
+    /// Changes per chunk of the migrated world (mirrors come on top).
+    #[arg(long, default_value_t = 250)]
+    pub migrate_per_chunk: usize,
+
+    /// Migrate a world of at most N chunks to and from the store LABEL
+    /// (repeat), e.g. dynamodb=20 for the emulator.
+    #[arg(long, value_name = "LABEL=N", value_parser = parse_limit)]
+    pub migrate_limit: Vec<(String, usize)>,
+
+    /// Append each part's JSON line to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
+}
+
 /// A NATS subject prefix nobody else uses.
 fn fresh_namespace() -> String {
     let nanos = std::time::SystemTime::now()
@@ -602,6 +676,33 @@ impl Cli {
                 let report = fleet::run(cfg).await?;
                 emit(args.json_out.as_deref(), &report.human(), &report)
             }
+            Command::Features(args) => {
+                let run_id = args.run_id.unwrap_or_else(|| {
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+                });
+                let cfg = FeaturesConfig {
+                    stores: args
+                        .stores
+                        .into_iter()
+                        .map(|(label, url)| (label, StoreUrl(url)))
+                        .collect(),
+                    parts: args.parts,
+                    run_id,
+                    draft_sizes: args.draft_sizes,
+                    draft_reps: args.draft_reps.max(1),
+                    draft_budget: args.draft_budget,
+                    draft_limits: args.draft_limit.into_iter().collect(),
+                    history_batch: args.history_batch.max(1),
+                    history_rounds: args.history_rounds.max(2),
+                    history_budget: args.history_budget,
+                    rollback_changes: args.rollback_changes,
+                    migrate_chunks: args.migrate_chunks.max(1),
+                    migrate_per_chunk: args.migrate_per_chunk.max(1),
+                    migrate_limits: args.migrate_limit.into_iter().collect(),
+                };
+                let json_out = args.json_out;
+                features::run(cfg, |human, json| emit(json_out.as_deref(), human, json)).await
+            }
         }
     }
 }
@@ -725,6 +826,41 @@ mod tests {
             "needs a store"
         );
         assert_ne!(fresh_namespace(), "");
+    }
+
+    #[test]
+    fn parses_a_features_command_line() {
+        let cli = Cli::parse_from([
+            "craft-bench",
+            "features",
+            "--store",
+            "sqlite=sqlite:/tmp/w.db",
+            "--parts",
+            "drafts,migrate",
+            "--draft-sizes",
+            "10,20",
+            "--migrate-limit",
+            "dynamodb=20",
+        ]);
+        let Command::Features(args) = cli.command else {
+            panic!("features expected");
+        };
+        assert_eq!(args.draft_sizes, vec![10, 20]);
+        assert!(args.parts.drafts && args.parts.migrate && !args.parts.history);
+        assert_eq!(args.migrate_limit, vec![("dynamodb".to_owned(), 20)]);
+        assert_eq!(args.rollback_changes, 10_000);
+        assert!(Cli::try_parse_from(["craft-bench", "features"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "craft-bench",
+                "features",
+                "--store",
+                "a=memory:",
+                "--parts",
+                "x"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -16,6 +16,9 @@
 //! - `craft-bench fleet` ([`fleet`]): several servers on one store joined
 //!   by a fleet bus (or polling), with bots spread over them: cross-server
 //!   edit latency and bus traffic.
+//! - `craft-bench features` ([`features`]): draft publishes, block
+//!   history's cost and rollback, and migration between every pair of
+//!   stores.
 //!
 //! Every run prints a summary for people on stderr and one JSON object on
 //! stdout (also appended to `--json-out FILE`), for the script that writes
@@ -24,6 +27,7 @@
 pub mod baseline;
 pub mod cli;
 pub mod fleet;
+pub mod features;
 pub mod histogram;
 pub mod idle;
 pub mod layout;

@@ -118,7 +118,7 @@ impl Quantiles {
 pub struct Usage(pub BTreeMap<String, f64>);
 
 impl Usage {
-    fn of(store: &dyn BlockStore) -> Self {
+    pub(crate) fn of(store: &dyn BlockStore) -> Self {
         let mut totals = BTreeMap::new();
         for c in store.counters() {
             *totals.entry(c.name.to_owned()).or_insert(0.0) += c.value;
@@ -126,7 +126,7 @@ impl Usage {
         Self(totals)
     }
 
-    fn since(&self, before: &Usage) -> Usage {
+    pub(crate) fn since(&self, before: &Usage) -> Usage {
         Usage(
             self.0
                 .iter()
@@ -135,14 +135,14 @@ impl Usage {
         )
     }
 
-    fn add(&mut self, other: &Usage) {
+    pub(crate) fn add(&mut self, other: &Usage) {
         for (k, v) in &other.0 {
             *self.0.entry(k.clone()).or_insert(0.0) += v;
         }
     }
 
     /// This usage per `n` units of work, times `per`.
-    fn per(&self, n: usize, per: f64) -> Usage {
+    pub(crate) fn per(&self, n: usize, per: f64) -> Usage {
         let n = n.max(1) as f64;
         Usage(
             self.0
@@ -326,7 +326,7 @@ pub fn position(chunk: ChunkPos, j: usize, base_y: i32) -> BlockPos {
 }
 
 /// A block value for variety (always a valid item, never air).
-fn value(seed: usize) -> i32 {
+pub(crate) fn value(seed: usize) -> i32 {
     (seed % 15) as i32 + 1
 }
 

@@ -10,8 +10,8 @@ use serde::Serialize;
 use tracing::info;
 use world_core::coords::ChunkPos;
 
-use crate::fleet::{self, FleetConfig};
 use crate::features::{self, FeaturesConfig, Parts};
+use crate::fleet::{self, FleetConfig};
 use crate::idle::{self, IdleConfig};
 use crate::layout::Spread;
 use crate::spawn::{SpawnedServer, default_server_bin};

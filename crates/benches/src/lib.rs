@@ -26,8 +26,8 @@
 
 pub mod baseline;
 pub mod cli;
-pub mod fleet;
 pub mod features;
+pub mod fleet;
 pub mod histogram;
 pub mod idle;
 pub mod layout;

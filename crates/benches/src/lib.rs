@@ -32,6 +32,7 @@ pub mod histogram;
 pub mod idle;
 pub mod layout;
 pub mod lines;
+mod moves;
 pub mod procfs;
 pub mod spawn;
 pub mod stores;

@@ -407,6 +407,12 @@ async fn lifecycle(
     let mut empty = EmptyTimer::default();
     loop {
         let players = health.players.load(Ordering::Relaxed);
+        // The timer reads the clock with the count, before the sidecar calls
+        // below: the empty time starts when the count was taken, not when
+        // the sidecar got around to hearing of it.
+        let expired = config
+            .shutdown_when_empty_for
+            .is_some_and(|limit| empty.expired(players, health.now(), limit));
         if players > 0 && config.allocate_on_join && !allocated && allocate_retry.due() {
             let result = sdk.allocate().await;
             let first = allocate_retry.record(&result);
@@ -445,10 +451,8 @@ async fn lifecycle(
                 }
             }
         }
-        if let Some(limit) = config.shutdown_when_empty_for
-            && empty.expired(players, health.now(), limit)
-        {
-            info!(empty_for = ?limit, "no player left; shutting down");
+        if expired {
+            info!(empty_for = ?config.shutdown_when_empty_for, "no player left; shutting down");
             control.request_drain("empty");
         }
         if !pause(WATCH).await {

@@ -22,13 +22,12 @@ use super::marks::ITEM;
 use super::{Ctx, Phase};
 use crate::layout::SplitMix64;
 use crate::lines::{self, Line};
+use crate::moves::Text;
 
 /// Read buffer per bot.
 const READ_BUFFER: usize = 16 * 1024;
 /// How often an idle bot looks at the phase.
 const TICK: Duration = Duration::from_millis(100);
-/// Height bots report in `P` lines.
-const BOT_Y: f32 = 40.0;
 
 /// Connects bot `id` at its slot of the ramp and plays until the run is
 /// done or its connection drops.
@@ -240,23 +239,12 @@ impl Bot {
         }
     }
 
-    /// A small random walk that never leaves the home chunk.
     fn step(&mut self) {
-        let lo_x = (self.home.p * CHUNK_SIZE) as f32 + 1.0;
-        let lo_z = (self.home.q * CHUNK_SIZE) as f32 + 1.0;
-        let span = (CHUNK_SIZE - 2) as f32;
-        self.x = (self.x + (self.rng.unit() as f32 - 0.5)).clamp(lo_x, lo_x + span);
-        self.z = (self.z + (self.rng.unit() as f32 - 0.5)).clamp(lo_z, lo_z + span);
+        crate::moves::step(self.home, &mut self.x, &mut self.z, &mut self.rng);
     }
 
     fn push_position(&mut self) {
-        let rx = (self.rng.unit() * std::f64::consts::TAU) as f32;
-        let _ = writeln!(
-            Text(&mut self.out),
-            "P,{:.2},{BOT_Y:.2},{:.2},{rx:.2},0.00",
-            self.x,
-            self.z
-        );
+        crate::moves::write_position(&mut self.out, self.x, self.z, &mut self.rng);
     }
 
     fn push_edit(&mut self, ctx: &Ctx) {
@@ -282,15 +270,5 @@ impl Bot {
             pos.y,
             pos.z
         );
-    }
-}
-
-/// `write!` into a byte buffer.
-struct Text<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Text<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
     }
 }

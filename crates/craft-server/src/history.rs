@@ -443,14 +443,7 @@ pub async fn rollback(
         return Ok(report);
     }
     let receipt = store.apply(&batch).await?;
-    report.chunks = receipt
-        .chunks
-        .iter()
-        .map(|a| ChunkHead {
-            chunk: a.chunk,
-            head: a.after,
-        })
-        .collect();
+    report.chunks = receipt.heads().collect();
     Ok(report)
 }
 

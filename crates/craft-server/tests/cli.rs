@@ -2,19 +2,9 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::fixtures;
 
-fn craft_server(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_craft-server"))
-        .args(args)
-        .env_remove("CRAFT_CONFIG")
-        .env_remove("CRAFT_STORE")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run craft-server")
-}
+use support::process::run as craft_server;
 
 #[test]
 fn help_documents_the_settings() {

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -240,15 +239,7 @@ async fn retention_prunes_in_the_background() {
 // --- the command line ----------------------------------------------------------
 
 fn craft_server(store: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_craft-server"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("CRAFT_CONFIG")
-        .env_remove("CRAFT_STORE")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run craft-server")
+    support::process::run(&[&["--store", store], args].concat())
 }
 
 /// Writes a griefer's edits (with history) into the store at `url`.

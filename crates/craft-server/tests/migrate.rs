@@ -192,15 +192,7 @@ pairs! {
 
 // --- the binary ------------------------------------------------------------
 
-fn craft_server(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_craft-server"))
-        .args(args)
-        .env_remove("CRAFT_CONFIG")
-        .env_remove("CRAFT_STORE")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run craft-server")
-}
+use support::process::run as craft_server;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

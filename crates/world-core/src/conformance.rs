@@ -682,14 +682,7 @@ pub async fn list_chunks_lists_written_chunks(store: &dyn BlockStore) {
     let receipt = apply(store, &batch).await;
     let mut listed = store.list_chunks().await.expect("list_chunks");
     listed.sort_unstable();
-    let mut expected: Vec<ChunkHead> = receipt
-        .chunks
-        .iter()
-        .map(|a| ChunkHead {
-            chunk: a.chunk,
-            head: a.after,
-        })
-        .collect();
+    let mut expected: Vec<ChunkHead> = receipt.heads().collect();
     expected.sort_unstable();
     assert_eq!(listed, expected);
 }

@@ -806,7 +806,7 @@ impl World {
                 }
             }
         }
-        self.fleet_committed(&published.receipt);
+        self.fleet_heads(published.receipt.heads());
     }
 }
 

@@ -46,7 +46,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use tracing::{debug, info};
 use world_core::coords::ChunkPos;
 use world_core::protocol::{Position, ServerMessage};
-use world_core::store::{ApplyReceipt, ChunkHead};
+use world_core::store::ChunkHead;
 
 use super::{BlockEntry, ConnId, World, encode_all};
 use crate::bus::{Opened, Outbox};
@@ -316,14 +316,6 @@ impl World {
             }
         }
         views
-    }
-
-    /// A flush landed: receivers holding these chunks re-sync them.
-    pub(crate) fn fleet_committed(&mut self, receipt: &ApplyReceipt) {
-        self.fleet_heads(receipt.chunks.iter().map(|a| ChunkHead {
-            chunk: a.chunk,
-            head: a.after,
-        }));
     }
 
     /// Chunks reached these heads in the store (a flush, a published

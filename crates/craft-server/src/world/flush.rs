@@ -233,7 +233,7 @@ impl World {
                 self.flusher.retry_at = None;
                 self.flusher.backoff = FLUSH_BACKOFF.build();
                 self.apply_receipt(generation, &batch, &receipt);
-                self.fleet_committed(&receipt);
+                self.fleet_heads(receipt.heads());
             }
             Err(StoreError::KeyExhausted { p, q }) => {
                 // This chunk can never take another key: keep everything else.

@@ -26,6 +26,18 @@ impl Drop for Server {
     }
 }
 
+/// Runs the binary to its end with `args` (a subcommand and its flags),
+/// without the caller's `CRAFT_CONFIG`/`CRAFT_STORE` and without colours.
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_craft-server"))
+        .args(args)
+        .env_remove("CRAFT_CONFIG")
+        .env_remove("CRAFT_STORE")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run craft-server")
+}
+
 /// Removes ANSI colour codes (the log may be coloured).
 pub fn plain(line: &str) -> String {
     let mut out = String::with_capacity(line.len());

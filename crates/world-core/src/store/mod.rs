@@ -133,6 +133,16 @@ pub struct ApplyReceipt {
     pub chunks: Vec<ChunkAdvance>,
 }
 
+impl ApplyReceipt {
+    /// The heads the batch left its chunks at, in chunk order.
+    pub fn heads(&self) -> impl Iterator<Item = ChunkHead> + '_ {
+        self.chunks.iter().map(|a| ChunkHead {
+            chunk: a.chunk,
+            head: a.after,
+        })
+    }
+}
+
 /// A backend counter for `/metrics`, e.g. requests made or capacity
 /// consumed. Values only grow (Prometheus counters).
 #[derive(Clone, Debug, PartialEq)]

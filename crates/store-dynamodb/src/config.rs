@@ -16,6 +16,8 @@
 //! | `max_attempts` | `4` | attempts per operation (SDK standard retry: throttling, 5xx, I/O errors), `1..=20` |
 //! | `concurrency` | `16` | requests one store call keeps in flight at most, `1..=256` |
 //! | `stuck_after` | `30s` | how long a reservation may stay uncommitted without progress before it is taken for a crashed writer's and skipped |
+//! | `compact_after` | `16` | log entries (small shares in the head's list plus log items) a chunk may gather before a writer folds them into a snapshot, `1..=1000` |
+//! | `compact_grace` | `60s` | how long items a compaction replaced stay before they are deleted, so that a reader still paging through the chunk finds them; a read that takes longer starts again. `0s` deletes at once (tests only: a concurrent reader may fail) |
 //! | `page_size` | none (1 MB pages) | `Limit` of each `Query`/`Scan` page; only for tests and tuning |
 //!
 //! Durations use humantime syntax (`500ms`, `2s`, `1m`). Credentials never
@@ -59,6 +61,11 @@ pub struct Config {
     pub stuck_after: Duration,
     /// `Limit` of each `Query`/`Scan` page (`None`: DynamoDB's 1 MB pages).
     pub page_size: Option<i32>,
+    /// Log entries a chunk gathers before it is compacted into a snapshot.
+    pub compact_after: usize,
+    /// How long replaced items stay after a compaction (zero: deleted at
+    /// once).
+    pub compact_grace: Duration,
 }
 
 /// Why a store URL was refused.
@@ -82,7 +89,7 @@ pub enum ConfigError {
     },
     /// A parameter this backend does not know (a typo?).
     #[error(
-        "unknown parameter {0:?} (known: region, endpoint, profile, create, connect_timeout, attempt_timeout, operation_timeout, max_attempts, concurrency, stuck_after, page_size)"
+        "unknown parameter {0:?} (known: region, endpoint, profile, create, connect_timeout, attempt_timeout, operation_timeout, max_attempts, concurrency, stuck_after, compact_after, compact_grace, page_size)"
     )]
     Unknown(String),
     /// A parameter given twice.
@@ -106,6 +113,8 @@ impl Config {
             concurrency: 16,
             stuck_after: Duration::from_secs(30),
             page_size: None,
+            compact_after: 16,
+            compact_grace: Duration::from_secs(60),
         }
     }
 
@@ -158,6 +167,13 @@ impl Config {
             "attempt_timeout" => self.attempt_timeout = duration(value)?,
             "operation_timeout" => self.operation_timeout = duration(value)?,
             "stuck_after" => self.stuck_after = duration(value)?,
+            "compact_grace" => {
+                self.compact_grace =
+                    humantime::parse_duration(value).map_err(|e| invalid(&e.to_string()))?;
+            }
+            "compact_after" => {
+                self.compact_after = value.parse().map_err(|_| invalid("expected a number"))?;
+            }
             "max_attempts" => {
                 self.max_attempts = value.parse().map_err(|_| invalid("expected a number"))?;
             }
@@ -229,6 +245,12 @@ impl Config {
         if !(1..=256).contains(&self.concurrency) {
             return Err(invalid("concurrency", "expected 1 to 256"));
         }
+        if !(1..=1000).contains(&self.compact_after) {
+            return Err(invalid("compact_after", "expected 1 to 1000"));
+        }
+        if self.compact_grace > Duration::from_secs(24 * 3600) {
+            return Err(invalid("compact_grace", "at most 24h"));
+        }
         if let Some(page) = self.page_size
             && page < 1
         {
@@ -268,6 +290,8 @@ impl fmt::Debug for Config {
             .field("concurrency", &self.concurrency)
             .field("stuck_after", &self.stuck_after)
             .field("page_size", &self.page_size)
+            .field("compact_after", &self.compact_after)
+            .field("compact_grace", &self.compact_grace)
             .finish()
     }
 }
@@ -281,7 +305,7 @@ mod tests {
         let c = Config::from_url(
             "dynamodb://Craft_World.v1?region=eu-west-1&endpoint=http://127.0.0.1:5000&create=true\
              &connect_timeout=500ms&attempt_timeout=2s&operation_timeout=10s&max_attempts=2\
-             &concurrency=4&stuck_after=1m&page_size=100&profile=dev",
+             &concurrency=4&stuck_after=1m&page_size=100&profile=dev&compact_after=8&compact_grace=0s",
         )
         .unwrap();
         assert_eq!(c.table, "Craft_World.v1");
@@ -296,6 +320,8 @@ mod tests {
         assert_eq!(c.concurrency, 4);
         assert_eq!(c.stuck_after, Duration::from_secs(60));
         assert_eq!(c.page_size, Some(100));
+        assert_eq!(c.compact_after, 8);
+        assert_eq!(c.compact_grace, Duration::ZERO);
     }
 
     #[test]
@@ -336,6 +362,10 @@ mod tests {
         ));
         assert!(Config::from_url("dynamodb://world?max_attempts=0").is_err());
         assert!(Config::from_url("dynamodb://world?concurrency=0").is_err());
+        assert!(Config::from_url("dynamodb://world?compact_after=0").is_err());
+        assert!(Config::from_url("dynamodb://world?compact_after=1001").is_err());
+        assert!(Config::from_url("dynamodb://world?compact_grace=soon").is_err());
+        assert!(Config::from_url("dynamodb://world?compact_grace=2d").is_err());
         assert!(Config::from_url("dynamodb://world?attempt_timeout=0s").is_err());
         assert!(
             Config::from_url("dynamodb://world?attempt_timeout=1m&operation_timeout=10s").is_err()

@@ -84,6 +84,7 @@ impl DynamoStore {
     async fn draft_items(&self, owner: &str) -> StoreResult<Vec<Item>> {
         self.query_all(
             None,
+            true,
             "#pk = :pk",
             &[("#pk", PK)],
             vec![(":pk", s(draft_pk(owner)))],

@@ -29,6 +29,9 @@ pub enum DynamoError {
     /// An item read back does not have the shape this store writes.
     #[error("unexpected item: {0}")]
     Corrupt(String),
+    /// A chunk kept changing under its reads (compactions): retryable.
+    #[error("read: {0}")]
+    Unavailable(String),
 }
 
 impl DynamoError {
@@ -38,6 +41,7 @@ impl DynamoError {
             DynamoError::Aws(e) => e.op(),
             DynamoError::TableMissing { op, .. } => op,
             DynamoError::Corrupt(_) => "decode",
+            DynamoError::Unavailable(_) => "Query",
         }
     }
 }
@@ -48,6 +52,10 @@ impl From<DynamoError> for StoreError {
             DynamoError::Aws(e) => e.into_store(""),
             DynamoError::TableMissing { .. } => StoreError::Config(error_chain(&e)),
             DynamoError::Corrupt(message) => StoreError::Corrupt(message),
+            DynamoError::Unavailable(message) => StoreError::Unavailable {
+                message,
+                source: None,
+            },
         }
     }
 }
@@ -95,5 +103,6 @@ mod tests {
         .into();
         assert!(matches!(rejected, StoreError::Invalid(_)));
         assert_eq!(DynamoError::Corrupt("x".into()).op(), "decode");
+        assert!(StoreError::from(DynamoError::Unavailable("x".into())).is_retryable());
     }
 }

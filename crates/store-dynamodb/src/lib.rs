@@ -15,42 +15,87 @@
 //! # Table design
 //!
 //! One table, one partition per chunk (so a chunk's reads are `Query`s of
-//! one partition), players in partitions of their own:
+//! one partition), players in partitions of their own. Blocks are not
+//! items of their own: a set of block changes is **packed** (`pack.rs`:
+//! varint/zigzag deltas of position, value and key, ~5 bytes a block) into
+//! one binary value, kept in one of three places:
 //!
 //! | item | `pk` (S, partition) | `sk` (S, sort) | attributes |
 //! |---|---|---|---|
-//! | block (one per stored block, mirrors too) | `c#P#Q` | `b#X#Y#Z` | `w` value, `k` key, `u` user, `t` time |
-//! | chunk head (key counter) | `c#P#Q` | `h` | `r` largest reserved key, `c` committed watermark (the head), `rt`/`ct` times of the last reservation/commit, `cw` who committed |
+//! | snapshot part | `c#P#Q` | `f#ID#PART` | `d` packed blocks (newest per position, keys up to the head's `sh`), at most 4,000 blocks (< 100 KB) a part |
+//! | log item | `c#P#Q` | `g#HI` (last key, 10 digits) | `d` packed blocks of one large share, consecutive keys, at most 4,000 a item |
+//! | chunk head | `c#P#Q` | `h` | `r` largest reserved key, `c` committed watermark (the head), `rt`/`ct` times of the last reservation/commit, `cw` who committed; `g` the **log list** (`L` of `B`: packed small shares, oldest first), `gn` log items not folded yet, `sf`/`sh`/`sp` current snapshot id, its last key and its number of parts, `st` time of the last compaction, `lf` first-layout items folded |
 //! | light | `c#P#Q` | `l#X#Y#Z` | `w` level, `u`, `t` |
 //! | sign | `c#P#Q` | `s#X#Y#Z#F` | `x` text, `u`, `t` |
 //! | player | `p#NAME` | `p` | `px py pz rx ry` (f32 as decimal), `t` |
 //! | draft change (a player's private edit) | `d#OWNER` | `d#X#Y#Z#KIND#FACE` | `dx dy dz dk df w x ds t` (see `drafts.rs`); never read with chunks |
+//! | *first layout:* block | `c#P#Q` | `b#X#Y#Z` | `w` value, `k` key, `u`, `t`; indexed by the LSI `by_key` (`pk`, `k`) |
 //!
 //! Coordinates are decimal, so any `i32` round-trips. The sort keys order a
-//! chunk as blocks (`b#`), head (`h`), lights (`l#`), signs (`s#`): one
-//! `Query sk >= "h"` reads the head, every light and every sign.
+//! chunk as first-layout blocks (`b#`), snapshot parts (`f#`), log items
+//! (`g#`, by key), head (`h`), lights (`l#`), signs (`s#`). Blocks carry no
+//! user or time any more (nothing reads them back: this store keeps no
+//! block history).
 //!
-//! **Incremental sync** uses a local secondary index `by_key` (partition
-//! `pk`, sort `k`, projecting `w`). Only block items have `k`, so the index
-//! is sparse: it holds blocks, nothing else. `load_chunk(chunk, since)` is
+//! **Writes.** A chunk's share of a batch whose packed blocks take at most
+//! 600 bytes (about 100 blocks) is **one** conditional `UpdateItem` on the
+//! head: `SET r = c = base + n, g = list_append(g, [packed])` if
+//! `r = c = base` (no reservation open; `base` is the head this store saw
+//! last, and a failed condition returns the head, so a wrong guess costs
+//! one more try) and the list has fewer than 64 entries. It reserves,
+//! writes and commits at once, so readers see it whole or not at all.
+//! When a reservation is open (another writer's large share), or the share
+//! is larger, it takes the reserve / write / commit path below, writing
+//! log items (`BatchWriteItem`, 25 a call, 16 MB, `UnprocessedItems` sent
+//! again) instead of one item per block.
 //!
-//! 1. `Query pk = c#P#Q AND sk >= "h"` (strongly consistent): head, lights,
-//!    signs (usually one read unit);
-//! 2. only if the head is above `since`: `Query` on `by_key`,
-//!    `pk = c#P#Q AND k BETWEEN since+1 AND head` (strongly consistent,
-//!    which an LSI allows and a GSI would not): exactly the newer blocks,
-//!    never the whole chunk.
+//! **Compaction.** Once a chunk's log (list entries plus log items, counted
+//! by `gn` at reservation) has more than `compact_after` entries (16), the
+//! writer that saw it reads the whole chunk, writes a new snapshot (parts
+//! `f#ID#..` under a fresh random id) and then switches the head to it
+//! with one conditional `UpdateItem`: `SET sf = ID, sh = c, sp = parts
+//! REMOVE g[0], .., g[L-1] ADD gn -folded` if `sf` is still the snapshot it
+//! read (a concurrent compaction loses and deletes its own parts). Only
+//! the list entries it read are removed (appends go to the end) and only
+//! log items up to the `c` it read are folded. The items it replaced (old
+//! parts, folded log items, first-layout block items) are deleted
+//! `compact_grace` (60 s) later, so that a reader still paging through the
+//! chunk finds them; a crash before that leaves them for the next
+//! compaction, which deletes every item it finds replaced.
+//!
+//! **Reads.** `load_chunk(chunk, since)` is one `Query` in *descending*
+//! sort-key order, strongly consistent: `sk >= "f#"` for a full load,
+//! `sk >= g#(since+1)` for an incremental one. It reads signs, lights and
+//! the head (with the log list) first, then the log items (and for a full
+//! load the snapshot) the head covers: blocks come from the snapshot
+//! `sf` (all its `sp` parts must be there), log items with a last key
+//! above `max(sh, since)`, and the list; only keys in `since+1 ..= c`, the
+//! newest per position. An incremental load older than the snapshot
+//! (`since < sh`) reads the snapshot's parts with a second query. So a
+//! chunk load is one request (two when the snapshot is needed by an
+//! incremental one; more only past 1 MB pages: a chunk of 20,000 blocks is
+//! ~110 KB). If the head's snapshot parts are missing (deleted by a later
+//! compaction) or the read took longer than `compact_grace`, it starts
+//! again, at most 3 times, then fails as `Unavailable`.
+//!
+//! **Migration from the first layout** (one item per block, the `by_key`
+//! LSI; [`DynamoStore::is_legacy`]): a table with that index is read both
+//! ways: until a chunk's head has `lf`, its load also queries `by_key` for
+//! `k BETWEEN since+1 AND c` (one more request); new writes use the new
+//! layout; the chunk's first compaction folds the old block items into
+//! the snapshot, sets `lf` and deletes them. `craft-server import` from
+//! such a table into a new one (created without index) works as from any
+//! store. Servers of both versions must not write one table at the same
+//! time (the old version reads no log).
 //!
 //! Every `Query` and `Scan` follows `LastEvaluatedKey` to the end (1 MB
-//! pages). A chunk is an item collection, which DynamoDB caps at 10 GB when
-//! the table has an LSI; a full chunk (32 x 32 x 255 blocks, ~60 bytes
-//! each, plus signs) is under 30 MB. `changed_chunks` is `BatchGetItem` of
-//! head items (100 keys a call, strongly consistent, `UnprocessedKeys` sent
-//! again); `list_chunks` is a `Scan` for head items (administration only:
-//! it reads the whole table).
+//! pages). `changed_chunks` is `BatchGetItem` of head items (100 keys a
+//! call, strongly consistent, `UnprocessedKeys` sent again); `list_chunks`
+//! is a `Scan` for head items (administration only: it reads the whole
+//! table).
 //!
 //! `create=true` (or [`create_table`]) creates the table with on-demand
-//! billing (`PAY_PER_REQUEST`) and the index, and waits until it is active.
+//! billing (`PAY_PER_REQUEST`), no index, and waits until it is active.
 //!
 //! # Keys become visible in order
 //!
@@ -64,11 +109,12 @@
 //! 1. **Reserve.** `UpdateItem` on the head: `ADD r :n`, condition
 //!    `r <= MAX_KEY - n` (else [`StoreError::KeyExhausted`](world_core::StoreError::KeyExhausted)),
 //!    returning the new `r`: the share owns keys `r-n+1 ..= r`. It only
-//!    touches `r` and `rt`, never `c` (a missing `c` reads as 0). A share
+//!    touches `r`, `rt` and `gn` (its log items), never `c` (a missing `c`
+//!    reads as 0). A share
 //!    with no block (lights, signs, clears only) reserves one key, so that
 //!    every change moves the head.
-//! 2. **Write** the items with `BatchWriteItem` (25 per call, calls of all
-//!    chunks packed together, `concurrency` in flight, `UnprocessedItems`
+//! 2. **Write** the log items with `BatchWriteItem` (25 per call, calls of
+//!    all chunks packed together, `concurrency` in flight, `UnprocessedItems`
 //!    sent again with jittered exponential backoff). Blocks carry their keys.
 //! 3. **Commit.** `UpdateItem SET c = hi IF c = lo - 1`. If the condition
 //!    fails because an earlier reservation is still open, wait (polling,
@@ -76,12 +122,16 @@
 //!    different chunks never wait for each other, so writers cannot
 //!    deadlock.
 //!
+//! (A small share does all three in its one `UpdateItem`, and only when no
+//! reservation is open: it never overtakes an earlier one.)
+//!
 //! Readers only use `c`: they return blocks with `k <= c` and report
-//! `head = c`. Every block with a key up to `c` was written, and
+//! `head = c`. Every log item with a key up to `c` was written, and
 //! acknowledged, before `c` moved past it, and the reader reads `c` before
-//! querying blocks with strongly consistent reads, which reflect every
-//! write acknowledged before them. So a returned key never runs ahead of a
-//! missing one.
+//! the log items (descending order: the head sorts after them; a later
+//! page is a later read) with strongly consistent reads, which reflect
+//! every write acknowledged before them. List entries are in the head
+//! itself. So a returned key never runs ahead of a missing one.
 //!
 //! *Crashed writers.* A reservation whose writer died is never committed.
 //! A writer waiting behind it skips it once the watermark has not moved for
@@ -169,7 +219,8 @@
 //! [`limits`] holds DynamoDB's limits and this store's bounds in one place:
 //! `BatchWriteItem` at most 25 items and 16 MB per call, `BatchGetItem` at
 //! most 100 keys, items below 400 KB (sign text at most 1 KiB, names at
-//! most 1 KiB, so items stay far below). Throttling and 5xx are retried by
+//! most 1 KiB, log items and snapshot parts at most 4,000 packed blocks,
+//! under 100 KB; the head's list at most 64 entries of 600 bytes). Throttling and 5xx are retried by
 //! the SDK's standard retry strategy (`max_attempts`, default 4), and
 //! unprocessed items and keys by the store (10 times, 25 ms doubling to
 //! 2 s, jittered). The tests check the requests actually sent through an
@@ -187,28 +238,40 @@
 //!
 //! # Cost
 //!
-//! Every request asks for `ReturnConsumedCapacity=TOTAL` (which includes
-//! the index) and [`metrics`] exposes, through `BlockStore::counters()`:
-//! `store_requests_total{op}` (HTTP requests, SDK retries included),
+//! Every request asks for `ReturnConsumedCapacity=TOTAL` and [`metrics`]
+//! exposes, through `BlockStore::counters()`: `store_requests_total{op}`
+//! (HTTP requests, SDK retries included),
 //! `dynamodb_consumed_read_capacity_units_total{op}` and
 //! `dynamodb_consumed_write_capacity_units_total{op}` (what DynamoDB
 //! reported), and `dynamodb_estimated_*_capacity_units_total{op}`: the
 //! store's own estimate from item sizes, by DynamoDB's rules (1 write unit
-//! per KB written, strongly consistent reads 1 unit per 4 KB per page or
-//! per item, a conditional write is charged even when its condition
-//! fails). The estimate counts every block write as an *update* of the key
-//! index (3 write units: item, index delete, index put; a first write of a
-//! position costs 2), an upper bound. Use the reported numbers on AWS; on
-//! moto only the estimates mean anything: moto reports constants (1 per
-//! `BatchWriteItem` call whatever its size, 0.5 per `UpdateItem` or
-//! `GetItem`, 1 per `Query` page whatever it read).
+//! per KB written, an update charged by the larger of the item before and
+//! after, a deletion by the item deleted, strongly consistent reads 1 unit
+//! per 4 KB per page or per item, a conditional write charged even when
+//! its condition fails). Also `dynamodb_small_shares_total`,
+//! `dynamodb_compactions_total`, `dynamodb_read_restarts_total`. Use the
+//! reported numbers on AWS; moto reports constants (1 per `BatchWriteItem`
+//! call whatever its size, 1 per `UpdateItem`, 1 per `Query` page).
 //!
-//! Typical costs (estimates): a batch with one block edit in one chunk is
-//! 3 requests (reserve, write, commit) and 4-5 write units (item 1, index
-//! 1-2, head 2); each more block of the same chunk in the batch adds 2-3;
-//! a block on a chunk corner touches 4 chunks. Loading a chunk is 1 read
-//! unit plus ~1 per 100 blocks returned; an unchanged chunk since the
-//! client's key is 1 request and 1 read unit.
+//! Typical costs (estimates; `tests/cost.rs` measures them): a batch's
+//! share of up to ~100 blocks in one chunk is 1 request and 1 write unit
+//! while the head stays under 1 KB (the list holds at most `compact_after`
+//! entries between compactions); a compaction of a chunk costs a query, a
+//! snapshot write (1 unit per KB of packed blocks), the head update and
+//! the deletions, once per `compact_after` writes of the chunk. A large
+//! share is 3 requests (reserve, write, commit) and ~1 write unit per 200
+//! blocks plus 2. So 1,000 edits over 100 chunks (10 each) cost about 100
+//! requests and 100-120 write units, $0.07 per million edits on demand
+//! ($0.625 per million write units), against 3,200 write units ($2.00)
+//! with one item per block and its index entry. Loading a chunk is one
+//! request and 1 read unit per 4 KB (800 blocks).
+//!
+//! # IAM
+//!
+//! On the table (and, for a first-layout table, its index `by_key`):
+//! `dynamodb:GetItem`, `BatchGetItem`, `Query`, `Scan` (`list_chunks`
+//! only), `UpdateItem`, `BatchWriteItem` (puts and the deletions after
+//! compaction), `DescribeTable`, and `CreateTable` with `create=true`.
 //!
 //! # TLS
 //!
@@ -218,11 +281,13 @@
 //! checks that an `https://` endpoint really negotiates TLS and verifies
 //! the peer (it refuses moto's self-signed certificate).
 
+mod chunk;
 pub mod config;
 mod drafts;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod pack;
 pub mod schema;
 mod store;
 mod table;
@@ -237,5 +302,5 @@ pub use store::DynamoStore;
 /// subcommand (`craft-server create-table --store dynamodb://...`).
 pub async fn create_table(config: &Config) -> world_core::StoreResult<()> {
     let client = store::sdk_client(config, None, |builder| builder).await?;
-    table::create(&client, &config.table).await
+    table::create(&client, &config.table).await.map(|_| ())
 }

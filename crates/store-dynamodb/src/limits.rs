@@ -37,6 +37,24 @@ pub const WRITE_UNIT_BYTES: usize = 1024;
 /// One (strongly consistent) read capacity unit covers up to 4 KB.
 pub const READ_UNIT_BYTES: usize = 4096;
 
+/// Blocks per log item and per snapshot part: at most 25 bytes a block
+/// packed (5 varints), so an item stays below 100 KB, a quarter of
+/// DynamoDB's 400 KB item limit (typically 20 KB: ~5 bytes a block).
+pub const LOG_ITEM_BLOCKS: usize = 4_000;
+
+/// A share whose packed blocks take at most this many bytes is appended to
+/// the head's log list in the one `UpdateItem` that also reserves and
+/// commits its keys; larger shares are written as log items.
+pub const SMALL_SHARE_BYTES: usize = 600;
+
+/// The head's log list holds at most this many entries: past it, shares go
+/// to log items (compaction normally keeps the list at `compact_after`).
+pub const MAX_LOG_LIST: usize = 64;
+
+/// How many times a chunk read starts again when a compaction replaced
+/// what it was reading, before failing as unavailable.
+pub const MAX_READ_RESTARTS: usize = 3;
+
 /// How many times `UnprocessedItems` / `UnprocessedKeys` are sent again
 /// (with jittered exponential backoff) before the call fails as
 /// unavailable (the table is throttling).

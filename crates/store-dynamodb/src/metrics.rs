@@ -34,6 +34,12 @@ pub const SKIPPED: &str = "dynamodb_reservations_skipped_total";
 pub const REWRITES: &str = "dynamodb_rewrites_total";
 /// Commit attempts that had to wait for an earlier reservation.
 pub const COMMIT_WAITS: &str = "dynamodb_commit_waits_total";
+/// Chunk shares appended to the head's log list in one request.
+pub const SMALL_SHARES: &str = "dynamodb_small_shares_total";
+/// Chunk compactions (log folded into a new snapshot).
+pub const COMPACTIONS: &str = "dynamodb_compactions_total";
+/// Chunk reads started again because a compaction replaced their items.
+pub const READ_RESTARTS: &str = "dynamodb_read_restarts_total";
 
 const HELP: &[(&str, &str)] = &[
     (
@@ -76,6 +82,15 @@ const HELP: &[(&str, &str)] = &[
     (
         COMMIT_WAITS,
         "Commit attempts that waited for an earlier reservation of the chunk.",
+    ),
+    (
+        SMALL_SHARES,
+        "Chunk shares appended to the head's log list with one UpdateItem.",
+    ),
+    (COMPACTIONS, "Chunk logs folded into a new snapshot."),
+    (
+        READ_RESTARTS,
+        "Chunk reads started again after a compaction replaced their items.",
     ),
 ];
 

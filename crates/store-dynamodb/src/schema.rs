@@ -14,7 +14,7 @@ use world_core::{BlockPos, ChunkPos};
 use crate::error::DynamoError;
 
 /// An item as the SDK sees it.
-pub(crate) type Item = HashMap<String, AttributeValue>;
+pub type Item = HashMap<String, AttributeValue>;
 
 /// Partition key attribute (`S`): `c#P#Q` for a chunk, `p#NAME` for a player.
 pub const PK: &str = "pk";
@@ -54,8 +54,30 @@ pub const PLAYER_RX: &str = "rx";
 /// Player rotation up/down.
 pub const PLAYER_RY: &str = "ry";
 
-/// The local secondary index on [`KEY`] (projects [`W`]).
+/// The local secondary index on [`KEY`] (projects [`W`]) of tables
+/// created by the first layout (one item per block); new tables have none.
 pub const KEY_INDEX: &str = "by_key";
+
+/// Head item: the log list (`L` of `B`), packed block changes of small
+/// shares appended by one `UpdateItem` each (see `pack.rs`); log items
+/// use the same letter as their sort key prefix (`g#HI`).
+pub const LOG: &str = "g";
+/// Head item: log items written and not yet folded into a snapshot (`N`).
+pub const LOG_ITEMS: &str = "gn";
+/// Log items and snapshot parts: the packed blocks (`B`).
+pub const DATA: &str = "d";
+/// Head item: id of the current snapshot (`S`), absent before the first
+/// compaction.
+pub const SNAP_ID: &str = "sf";
+/// Head item: the snapshot holds every block with a key up to this (`N`).
+pub const SNAP_KEY: &str = "sh";
+/// Head item: number of parts of the current snapshot (`N`).
+pub const SNAP_PARTS: &str = "sp";
+/// Head item: when the last compaction happened, ms (`N`).
+pub const COMPACTED_AT: &str = "st";
+/// Head item: the chunk's first-layout block items are folded into the
+/// snapshot and never read again (`BOOL`).
+pub const LEGACY_FOLDED: &str = "lf";
 
 /// Sort key of a chunk's head item. Sorts after blocks (`b#`) and before
 /// lights (`l#`) and signs (`s#`), so one query `sk >= "h"` reads the head,
@@ -67,6 +89,40 @@ pub const PLAYER_SK: &str = "p";
 pub const DECOR_FROM: &str = "l#";
 /// Upper bound of the light and sign sort keys (`$` sorts right after `#`).
 pub const DECOR_TO: &str = "s$";
+/// Lower bound of the snapshot parts' sort keys: `f#` < `g#` (log items)
+/// < `h` (head) < `l#`, `s#`, so one query `sk >= "f#"` reads a whole
+/// chunk but the first layout's block items (`b#`).
+pub const SNAPSHOT_FROM: &str = "f#";
+
+/// Sort key of a log item holding keys up to `hi` (zero-padded, so that
+/// sort keys order log items by key).
+pub fn log_sk(hi: Key) -> String {
+    format!("g#{:010}", hi.max(0))
+}
+
+/// Sort key of part `part` of snapshot `id`.
+pub fn snapshot_sk(id: &str, part: usize) -> String {
+    format!("f#{id}#{part:05}")
+}
+
+/// A log item: packed blocks with keys up to `hi`.
+pub fn log_item(pk: &str, hi: Key, data: Vec<u8>) -> Item {
+    let mut item = key(pk, &log_sk(hi));
+    item.insert(DATA.to_owned(), AttributeValue::B(data.into()));
+    item
+}
+
+/// A snapshot part.
+pub fn snapshot_item(pk: &str, id: &str, part: usize, data: Vec<u8>) -> Item {
+    let mut item = key(pk, &snapshot_sk(id, part));
+    item.insert(DATA.to_owned(), AttributeValue::B(data.into()));
+    item
+}
+
+/// A binary value.
+pub fn b(data: Vec<u8>) -> AttributeValue {
+    AttributeValue::B(data.into())
+}
 
 /// Partition key of a chunk.
 pub fn chunk_pk(chunk: ChunkPos) -> String {
@@ -232,8 +288,26 @@ pub fn parse_block(item: &Item) -> Result<StoredBlock, DynamoError> {
     })
 }
 
-/// What a chunk's `sk >= "h"` query returns, one item at a time.
+/// What a chunk's query returns, one item at a time.
 pub enum Decor {
+    /// A log item: keys up to `hi`, packed blocks.
+    Log {
+        /// Its sort key.
+        sk: String,
+        /// Its largest key.
+        hi: Key,
+        /// Packed blocks.
+        data: Vec<u8>,
+    },
+    /// A snapshot part.
+    Snapshot {
+        /// Its sort key.
+        sk: String,
+        /// The snapshot's id.
+        id: String,
+        /// Packed blocks.
+        data: Vec<u8>,
+    },
     /// The head item.
     Head(Head),
     /// A light.
@@ -255,6 +329,22 @@ pub struct Head {
     pub committed_at: i64,
     /// Token of whoever last moved `committed`.
     pub committed_by: String,
+    /// The log list: packed changes of small shares, oldest first.
+    pub log: Vec<Vec<u8>>,
+    /// Log items written and not folded yet.
+    pub log_items: i64,
+    /// Current snapshot id (empty: none).
+    pub snap_id: String,
+    /// The snapshot holds every block with a key up to this.
+    pub snap_key: Key,
+    /// Parts of the current snapshot.
+    pub snap_parts: usize,
+    /// Last compaction, ms.
+    pub compacted_at: i64,
+    /// First-layout block items are folded into the snapshot.
+    pub legacy_folded: bool,
+    /// The head item's size (for capacity estimates).
+    pub size: usize,
 }
 
 impl Head {
@@ -270,7 +360,34 @@ impl Head {
                 .and_then(|v| v.as_s().ok())
                 .cloned()
                 .unwrap_or_default(),
+            log: match item.get(LOG) {
+                None => Vec::new(),
+                Some(AttributeValue::L(entries)) => entries
+                    .iter()
+                    .map(|e| match e {
+                        AttributeValue::B(data) => Ok(data.as_ref().to_vec()),
+                        _ => Err(corrupt("non-binary log entry", item)),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(corrupt("non-list log", item)),
+            },
+            log_items: get_n_or(item, LOG_ITEMS, 0)?,
+            snap_id: item
+                .get(SNAP_ID)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default(),
+            snap_key: get_n_or(item, SNAP_KEY, 0)?,
+            snap_parts: get_n_or(item, SNAP_PARTS, 0)?,
+            compacted_at: get_n_or(item, COMPACTED_AT, 0)?,
+            legacy_folded: matches!(item.get(LEGACY_FOLDED), Some(AttributeValue::Bool(true))),
+            size: crate::limits::item_size(item),
         })
+    }
+
+    /// Log entries not folded yet: list entries plus log items.
+    pub fn entries(&self) -> i64 {
+        self.log.len() as i64 + self.log_items.max(0)
     }
 
     /// Whether keys are reserved above the watermark and nothing happened
@@ -281,11 +398,38 @@ impl Head {
     }
 }
 
-/// Parses an item of the `sk >= "h"` query.
+fn get_b(item: &Item, name: &str) -> Result<Vec<u8>, DynamoError> {
+    match item.get(name) {
+        Some(AttributeValue::B(v)) => Ok(v.as_ref().to_vec()),
+        _ => Err(corrupt(&format!("missing or non-binary {name}"), item)),
+    }
+}
+
+/// Parses an item of a chunk's partition (but first-layout block items).
 pub fn parse_decor(item: &Item) -> Result<Option<Decor>, DynamoError> {
     let sk = get_s(item, SK)?;
     if sk == HEAD_SK {
         return Ok(Some(Decor::Head(Head::parse(item)?)));
+    }
+    if let Some(rest) = sk.strip_prefix("g#") {
+        let hi = rest
+            .parse()
+            .map_err(|_| corrupt("bad log item sort key", item))?;
+        return Ok(Some(Decor::Log {
+            sk: sk.to_owned(),
+            hi,
+            data: get_b(item, DATA)?,
+        }));
+    }
+    if let Some(rest) = sk.strip_prefix("f#") {
+        let (id, _part) = rest
+            .split_once('#')
+            .ok_or_else(|| corrupt("bad snapshot sort key", item))?;
+        return Ok(Some(Decor::Snapshot {
+            sk: sk.to_owned(),
+            id: id.to_owned(),
+            data: get_b(item, DATA)?,
+        }));
     }
     if let Some(rest) = sk.strip_prefix("l#") {
         let [x, y, z] = parse_ints::<3>(rest).ok_or_else(|| corrupt("bad light sort key", item))?;
@@ -320,22 +464,22 @@ pub fn parse_player(name: &str, item: &Item) -> Result<PlayerRecord, DynamoError
     })
 }
 
-/// Attribute definitions of the table (keys only, as DynamoDB wants).
-pub fn attribute_definitions() -> Vec<AttributeDefinition> {
-    [
-        (PK, ScalarAttributeType::S),
-        (SK, ScalarAttributeType::S),
-        (KEY, ScalarAttributeType::N),
-    ]
-    .into_iter()
-    .filter_map(|(name, ty)| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ty)
-            .build()
-            .ok()
-    })
-    .collect()
+/// Attribute definitions of the table (keys only, as DynamoDB wants); with
+/// `legacy`, also the first layout's key index attribute.
+pub fn attribute_definitions(legacy: bool) -> Vec<AttributeDefinition> {
+    let mut keys = vec![(PK, ScalarAttributeType::S), (SK, ScalarAttributeType::S)];
+    if legacy {
+        keys.push((KEY, ScalarAttributeType::N));
+    }
+    keys.into_iter()
+        .filter_map(|(name, ty)| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ty)
+                .build()
+                .ok()
+        })
+        .collect()
 }
 
 /// Key schema of the table.
@@ -356,7 +500,8 @@ fn key_elements(range: &str) -> Vec<KeySchemaElement> {
         .collect()
 }
 
-/// The sparse key index: partition key [`PK`], sort key [`KEY`], projecting
+/// The first layout's sparse key index (tables created by this version
+/// have none; tests create one to check the migration): partition key [`PK`], sort key [`KEY`], projecting
 /// [`W`] (table and index keys are always projected).
 pub fn key_index() -> Option<LocalSecondaryIndex> {
     LocalSecondaryIndex::builder()
@@ -375,6 +520,7 @@ pub fn key_index() -> Option<LocalSecondaryIndex> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use world_core::store::MAX_KEY;
 
     #[test]
     fn keys_round_trip() {
@@ -404,11 +550,33 @@ mod tests {
     #[test]
     fn sort_keys_order_head_between_blocks_and_decor() {
         let pos = BlockPos::new(1, 2, 3);
+        assert!(block_sk(pos).as_str() < SNAPSHOT_FROM);
+        assert!(SNAPSHOT_FROM < snapshot_sk("00ff", 3).as_str());
+        assert!(snapshot_sk("ffff", 99_999).as_str() < log_sk(1).as_str());
+        assert!(log_sk(9) < log_sk(10));
+        assert!(log_sk(MAX_KEY).as_str() < HEAD_SK);
         assert!(block_sk(pos).as_str() < HEAD_SK);
         assert!(HEAD_SK < light_sk(pos).as_str());
         assert!(DECOR_FROM <= light_sk(pos).as_str());
         assert!(sign_sk(BlockPos::new(-9, 255, -9), 7).as_str() <= DECOR_TO);
         assert!(light_sk(pos).as_str() < sign_sk(pos, 0).as_str());
+    }
+
+    #[test]
+    fn log_items_and_snapshots_parse() {
+        match parse_decor(&log_item("c#0#0", 42, vec![1, 2])).unwrap() {
+            Some(Decor::Log { hi, data, .. }) => assert_eq!((hi, data), (42, vec![1, 2])),
+            _ => panic!("not a log item"),
+        }
+        match parse_decor(&snapshot_item("c#0#0", "abc", 2, vec![3])).unwrap() {
+            Some(Decor::Snapshot { id, data, sk }) => {
+                assert_eq!(
+                    (id.as_str(), data, sk.as_str()),
+                    ("abc", vec![3], "f#abc#00002")
+                )
+            }
+            _ => panic!("not a snapshot part"),
+        }
     }
 
     #[test]

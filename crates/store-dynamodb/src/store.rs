@@ -35,8 +35,8 @@ use crate::limits::{
 };
 use crate::metrics::{CountRequests, ERRORS, ITEMS, Metrics, SKIPPED, UNPROCESSED};
 use crate::schema::{
-    self, COMMITTED, COMMITTED_AT, COMMITTED_BY, Decor, HEAD_SK, Head, Item, KEY, KEY_INDEX, PK,
-    PLAYER_SK, RESERVED, RESERVED_AT, SK, W, chunk_pk, key, n, s,
+    self, COMMITTED, COMMITTED_AT, COMMITTED_BY, HEAD_SK, Head, Item, KEY, PK, PLAYER_SK, RESERVED,
+    RESERVED_AT, SK, W, chunk_pk, key, n, s,
 };
 use crate::table;
 
@@ -73,6 +73,12 @@ pub struct DynamoStore {
     /// `(first key, last key)`. Nothing of them will be written any more, so
     /// this store may skip them at once instead of waiting `stuck_after`.
     abandoned: Mutex<HashMap<ChunkPos, Vec<(Key, Key)>>>,
+    /// The table has the first layout's key index: chunks whose block items
+    /// are not folded into a snapshot yet are read through it too.
+    pub(crate) legacy: bool,
+    /// The last head seen per chunk with no open reservation: a small
+    /// share appends under `r = c = this` in one request (see `writer.rs`).
+    heads: Mutex<HashMap<ChunkPos, Key>>,
 }
 
 impl fmt::Debug for DynamoStore {
@@ -145,24 +151,60 @@ impl DynamoStore {
     ) -> StoreResult<DynamoStore> {
         let metrics = Arc::new(Metrics::default());
         let client = sdk_client(&config, Some(metrics.clone()), customize).await?;
-        if config.create {
-            table::create(&client, &config.table).await?;
+        let legacy = if config.create {
+            table::create(&client, &config.table).await?
         } else {
-            table::verify(&client, &config.table).await?;
-        }
-        debug!(table = %config.table, "opened DynamoDB store");
+            table::verify(&client, &config.table).await?
+        };
+        debug!(table = %config.table, legacy, "opened DynamoDB store");
         Ok(DynamoStore {
             client,
             config,
             metrics,
             closed: AtomicBool::new(false),
             abandoned: Mutex::new(HashMap::new()),
+            legacy,
+            heads: Mutex::new(HashMap::new()),
         })
     }
 
     /// Creates this store's table (if missing) and waits until it is active.
     pub async fn create_table(&self) -> StoreResult<()> {
-        table::create(&self.client, &self.config.table).await
+        table::create(&self.client, &self.config.table)
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether the table has the first layout's key index (it was written
+    /// by an earlier version; its block items are read until compaction
+    /// folds them into snapshots).
+    pub fn is_legacy(&self) -> bool {
+        self.legacy
+    }
+
+    /// The last head seen for `chunk` with no reservation open (0 when
+    /// unknown).
+    pub(crate) fn known_head(&self, chunk: ChunkPos) -> Key {
+        let heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        heads.get(&chunk).copied().unwrap_or(0)
+    }
+
+    /// Remembers a head seen with `reserved == committed`.
+    pub(crate) fn saw_head(&self, chunk: ChunkPos, head: &Head) {
+        if head.reserved == head.committed {
+            self.guess_head(chunk, head.committed);
+        }
+    }
+
+    /// Remembers `key` as the likely head of `chunk`.
+    pub(crate) fn guess_head(&self, chunk: ChunkPos, key: Key) {
+        let mut heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        // Bounded: a guess that is missing costs one failed conditional
+        // write, nothing more.
+        if heads.len() >= 100_000 {
+            heads.clear();
+        }
+        heads.insert(chunk, key);
     }
 
     /// The sum of counter `name` over its labels (see [`crate::metrics`]).
@@ -199,6 +241,7 @@ impl DynamoStore {
     pub(crate) async fn query_all(
         &self,
         index: Option<&str>,
+        forward: bool,
         condition: &str,
         names: &[(&str, &str)],
         values: Vec<(&str, aws_sdk_dynamodb::types::AttributeValue)>,
@@ -212,6 +255,7 @@ impl DynamoStore {
                 .table_name(&self.config.table)
                 .set_index_name(index.map(str::to_owned))
                 .key_condition_expression(condition)
+                .scan_index_forward(forward)
                 .consistent_read(true)
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .set_limit(self.config.page_size)
@@ -242,57 +286,9 @@ impl DynamoStore {
     /// One `BatchWriteItem` call of at most 25 requests, sending
     /// `UnprocessedItems` again with jittered exponential backoff.
     pub(crate) async fn batch_write(&self, requests: Vec<WriteRequest>) -> StoreResult<()> {
-        debug_assert!(requests.len() <= limits::MAX_BATCH_WRITE_ITEMS);
-        let mut delays = backon::BackoffBuilder::build(
-            backon::ExponentialBuilder::new()
-                .with_jitter()
-                .with_min_delay(UNPROCESSED_MIN_DELAY)
-                .with_max_delay(UNPROCESSED_MAX_DELAY)
-                .with_max_times(MAX_UNPROCESSED_RETRIES),
-        );
-        let mut pending = requests;
-        loop {
-            self.metrics
-                .add(ITEMS, &[("op", "BatchWriteItem")], pending.len() as f64);
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.config.table, pending.clone())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| self.failed(classify("BatchWriteItem", e)))?;
-            self.metrics
-                .consumed("BatchWriteItem", true, out.consumed_capacity());
-            let unprocessed = out
-                .unprocessed_items
-                .and_then(|mut m| m.remove(&self.config.table))
-                .unwrap_or_default();
-            let sent = pending.iter().map(estimate_write).fold(0.0, |a, b| a + b);
-            let left = unprocessed
-                .iter()
-                .map(estimate_write)
-                .fold(0.0, |a, b| a + b);
-            self.metrics.estimated("BatchWriteItem", true, sent - left);
-            if unprocessed.is_empty() {
-                return Ok(());
-            }
-            self.metrics.add(
-                UNPROCESSED,
-                &[("op", "BatchWriteItem")],
-                unprocessed.len() as f64,
-            );
-            let Some(delay) = delays.next() else {
-                return Err(self.failed(still_unprocessed("BatchWriteItem", unprocessed.len())));
-            };
-            debug!(
-                items = unprocessed.len(),
-                ?delay,
-                "re-sending unprocessed items"
-            );
-            tokio::time::sleep(delay).await;
-            pending = unprocessed;
-        }
+        batch_write_on(&self.client, &self.config.table, &self.metrics, requests)
+            .await
+            .map_err(|e| self.failed(e))
     }
 
     /// Writes `requests` in `BatchWriteItem` calls of at most 25 items (and
@@ -558,6 +554,66 @@ impl DynamoStore {
     }
 }
 
+/// One `BatchWriteItem` call of at most 25 requests on `table`, sending
+/// `UnprocessedItems` again with jittered exponential backoff. A free
+/// function, so that deletions after a compaction's grace can run in a
+/// task of their own.
+pub(crate) async fn batch_write_on(
+    client: &Client,
+    table: &str,
+    metrics: &Metrics,
+    requests: Vec<WriteRequest>,
+) -> Result<(), DynamoError> {
+    debug_assert!(requests.len() <= limits::MAX_BATCH_WRITE_ITEMS);
+    let mut delays = backon::BackoffBuilder::build(
+        backon::ExponentialBuilder::new()
+            .with_jitter()
+            .with_min_delay(UNPROCESSED_MIN_DELAY)
+            .with_max_delay(UNPROCESSED_MAX_DELAY)
+            .with_max_times(MAX_UNPROCESSED_RETRIES),
+    );
+    let mut pending = requests;
+    loop {
+        metrics.add(ITEMS, &[("op", "BatchWriteItem")], pending.len() as f64);
+        let out = client
+            .batch_write_item()
+            .request_items(table, pending.clone())
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| classify("BatchWriteItem", e))?;
+        metrics.consumed("BatchWriteItem", true, out.consumed_capacity());
+        let unprocessed = out
+            .unprocessed_items
+            .and_then(|mut m| m.remove(table))
+            .unwrap_or_default();
+        let sent = pending.iter().map(estimate_write).fold(0.0, |a, b| a + b);
+        let left = unprocessed
+            .iter()
+            .map(estimate_write)
+            .fold(0.0, |a, b| a + b);
+        metrics.estimated("BatchWriteItem", true, sent - left);
+        if unprocessed.is_empty() {
+            return Ok(());
+        }
+        metrics.add(
+            UNPROCESSED,
+            &[("op", "BatchWriteItem")],
+            unprocessed.len() as f64,
+        );
+        let Some(delay) = delays.next() else {
+            return Err(still_unprocessed("BatchWriteItem", unprocessed.len()));
+        };
+        debug!(
+            items = unprocessed.len(),
+            ?delay,
+            "re-sending unprocessed items"
+        );
+        tokio::time::sleep(delay).await;
+        pending = unprocessed;
+    }
+}
+
 pub(crate) fn duration_ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -646,56 +702,13 @@ impl BlockStore for DynamoStore {
 
     async fn load_chunk(&self, chunk: ChunkPos, since: Key) -> StoreResult<ChunkData> {
         self.check_open()?;
-        let pk = chunk_pk(chunk);
-        let mut data = ChunkData::default();
-        // The head is read first: every block with a key up to it was
-        // written before it was committed, so the block query that follows
-        // sees them all. Lights and signs come in the same query.
-        for attempt in 0.. {
-            data = ChunkData::default();
-            let mut head = Head::default();
-            let items = self
-                .query_all(
-                    None,
-                    "#pk = :pk AND #sk >= :head",
-                    &[("#pk", PK), ("#sk", SK)],
-                    vec![(":pk", s(pk.clone())), (":head", s(HEAD_SK))],
-                )
-                .await?;
-            for item in &items {
-                match schema::parse_decor(item).map_err(|e| self.failed(e))? {
-                    Some(Decor::Head(h)) => head = h,
-                    Some(Decor::Light(l)) => data.lights.push(l),
-                    Some(Decor::Sign(s)) => data.signs.push(s),
-                    None => {}
-                }
-            }
-            data.head = head.committed;
-            if attempt < 2 && self.repair(chunk, &head).await?.is_some() {
-                continue;
-            }
-            break;
-        }
-        if data.head > since {
-            let items = self
-                .query_all(
-                    Some(KEY_INDEX),
-                    "#pk = :pk AND #k BETWEEN :from AND :to",
-                    &[("#pk", PK), ("#k", KEY)],
-                    vec![
-                        (":pk", s(pk)),
-                        (":from", n(since.saturating_add(1))),
-                        (":to", n(data.head)),
-                    ],
-                )
-                .await?;
-            data.blocks = items
-                .iter()
-                .map(schema::parse_block)
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.failed(e))?;
-        }
-        Ok(data)
+        let read = self.read_chunk(chunk, since).await?;
+        Ok(ChunkData {
+            blocks: read.blocks,
+            lights: read.lights,
+            signs: read.signs,
+            head: read.head.committed,
+        })
     }
 
     async fn apply(&self, batch: &Batch) -> StoreResult<ApplyReceipt> {

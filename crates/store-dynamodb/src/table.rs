@@ -17,16 +17,16 @@ use crate::schema::{self, KEY, KEY_INDEX, PK, SK};
 /// Longest wait between two looks at a table being created.
 const TABLE_POLL_MAX: Duration = Duration::from_secs(2);
 
-/// Creates `table` with on-demand billing (the schema in the crate docs)
-/// unless it exists, then waits until it is active and checks its schema.
-pub(crate) async fn create(client: &Client, table: &str) -> StoreResult<()> {
+/// Creates `table` with on-demand billing (the schema in the crate docs,
+/// no index) unless it exists, then waits until it is active and checks
+/// its schema. Returns whether the table has the first layout's key index.
+pub(crate) async fn create(client: &Client, table: &str) -> StoreResult<bool> {
     let request = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(schema::attribute_definitions()))
-        .set_key_schema(Some(schema::key_schema()))
-        .set_local_secondary_indexes(schema::key_index().map(|i| vec![i]));
+        .set_attribute_definitions(Some(schema::attribute_definitions(false)))
+        .set_key_schema(Some(schema::key_schema()));
     match request.send().await {
         Ok(_) => info!(table, "created DynamoDB table"),
         Err(e) if e.code() == Some("ResourceInUseException") => {
@@ -38,7 +38,7 @@ pub(crate) async fn create(client: &Client, table: &str) -> StoreResult<()> {
 }
 
 /// Waits until `table` is active, then checks its schema.
-async fn wait_active(client: &Client, table: &str) -> StoreResult<()> {
+async fn wait_active(client: &Client, table: &str) -> StoreResult<bool> {
     let started = Instant::now();
     // Endless: the deadline below ends the wait.
     let mut delays = ExponentialBuilder::new()
@@ -73,8 +73,9 @@ async fn describe(client: &Client, table: &str) -> StoreResult<DescribeTableOutp
         .map_err(|e| StoreError::from(classify("DescribeTable", e)))
 }
 
-/// Checks that an existing `table` is active and has this store's schema.
-pub(crate) async fn verify(client: &Client, table: &str) -> StoreResult<()> {
+/// Checks that an existing `table` is active and has this store's schema;
+/// returns whether it has the first layout's key index.
+pub(crate) async fn verify(client: &Client, table: &str) -> StoreResult<bool> {
     let described = describe(client, table).await?;
     let status = described.table().and_then(|t| t.table_status());
     if !matches!(
@@ -90,7 +91,9 @@ pub(crate) async fn verify(client: &Client, table: &str) -> StoreResult<()> {
     check_schema(&described, table)
 }
 
-fn check_schema(described: &DescribeTableOutput, table: &str) -> StoreResult<()> {
+/// Checks the key schema; `Ok(true)` when the table has the first layout's
+/// key index `by_key` (its block items are read through it until folded).
+fn check_schema(described: &DescribeTableOutput, table: &str) -> StoreResult<bool> {
     let Some(desc) = described.table() else {
         return Err(StoreError::Config(format!(
             "DescribeTable returned nothing for {table}"
@@ -115,9 +118,10 @@ fn check_schema(described: &DescribeTableOutput, table: &str) -> StoreResult<()>
         .iter()
         .find(|i| i.index_name() == Some(KEY_INDEX));
     match index {
-        Some(i) if has_keys(i.key_schema(), KEY) => Ok(()),
-        _ => Err(StoreError::Config(format!(
-            "table {table} lacks the local secondary index {KEY_INDEX} ({PK} HASH, {KEY} RANGE)"
+        None => Ok(false),
+        Some(i) if has_keys(i.key_schema(), KEY) => Ok(true),
+        Some(_) => Err(StoreError::Config(format!(
+            "table {table} has an index {KEY_INDEX} that is not ({PK} HASH, {KEY} RANGE)"
         ))),
     }
 }

@@ -1,26 +1,39 @@
-//! The write path: reserve keys, write items, commit the watermark (the
-//! crate docs explain why in this order).
+//! The write path. A small share (packed blocks of at most
+//! [`SMALL_SHARE_BYTES`]) is one conditional `UpdateItem` on the chunk's
+//! head that reserves its keys, appends its packed blocks to the head's
+//! log list and commits them, when no reservation is open. Other shares:
+//! reserve keys, write log items, commit the watermark (the crate docs
+//! explain why in this order). Chunks whose log grew past `compact_after`
+//! entries are compacted after the batch.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, ReturnValue, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    WriteRequest,
+};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::{StreamExt, stream};
 use tracing::{debug, warn};
-use world_core::store::{ApplyReceipt, Batch, ChunkAdvance, Key, MAX_KEY, StoreError, StoreResult};
+use world_core::store::{
+    ApplyReceipt, Batch, ChunkAdvance, Key, MAX_KEY, StoreError, StoreResult, StoredBlock,
+};
 use world_core::{BlockPos, ChunkPos};
 
 use crate::error::classify;
-use crate::limits::{MAX_REWRITES, PROGRESS_COMMIT_KEYS};
-use crate::metrics::{COMMIT_WAITS, REWRITES, SKIPPED};
-use crate::schema::{
-    self, DECOR_FROM, DECOR_TO, Decor, HEAD_SK, Head, PK, RESERVED, RESERVED_AT, SK, chunk_pk, key,
-    n, s,
+use crate::limits::{
+    self, LOG_ITEM_BLOCKS, MAX_LOG_LIST, MAX_REWRITES, PROGRESS_COMMIT_KEYS, SMALL_SHARE_BYTES,
 };
-use crate::store::{DynamoStore, check_name, delete, now_ms, pack, put, token};
+use crate::metrics::{COMMIT_WAITS, REWRITES, SKIPPED, SMALL_SHARES};
+use crate::pack;
+use crate::schema::{
+    self, COMMITTED, COMMITTED_AT, COMMITTED_BY, DECOR_FROM, DECOR_TO, Decor, HEAD_SK, Head, LOG,
+    LOG_ITEMS, PK, RESERVED, RESERVED_AT, SK, chunk_pk, key, n, s,
+};
+use crate::store::{DynamoStore, check_name, delete, now_ms, pack as pack_calls, put, token};
 
 /// One chunk's share of a batch.
 struct Share {
@@ -44,6 +57,24 @@ impl Share {
     /// and clears move the head too.
     fn keys(&self) -> Key {
         self.blocks.len().max(1) as Key
+    }
+
+    /// The share's blocks under keys `first`, `first + 1`, ...
+    fn keyed(&self, first: Key) -> Vec<StoredBlock> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .map(|(j, (pos, w, _))| StoredBlock {
+                pos: *pos,
+                w: *w,
+                key: first + j as Key,
+            })
+            .collect()
+    }
+
+    /// Log items of the share's blocks.
+    fn log_items(&self) -> Key {
+        self.blocks.len().div_ceil(LOG_ITEM_BLOCKS) as Key
     }
 }
 
@@ -148,7 +179,13 @@ pub(crate) async fn apply(store: &DynamoStore, batch: &Batch) -> StoreResult<App
         });
     }
 
-    let result = run(store, &mut shares).await;
+    // Chunks whose log grew past `compact_after`, compacted at the end.
+    let mut compact: Vec<ChunkPos> = Vec::new();
+    let small = small_path(store, &mut shares, &mut compact).await;
+    let result = match small {
+        Ok(()) => run(store, &mut shares, &mut compact).await,
+        Err(e) => Err(e),
+    };
     if result.is_err() {
         // Nothing more of these reservations will be written: let this
         // store skip them at once instead of after `stuck_after`.
@@ -157,6 +194,22 @@ pub(crate) async fn apply(store: &DynamoStore, batch: &Batch) -> StoreResult<App
         }
     }
     result?;
+    compact.sort_unstable();
+    compact.dedup();
+    // The batch is applied: a failed compaction is only logged (the next
+    // write of the chunk tries again).
+    let compactions: Vec<_> = compact
+        .into_iter()
+        .map(|chunk| async move {
+            if let Err(e) = store.compact(chunk).await {
+                warn!(%chunk, error = %e, "compacting a chunk failed; a later write retries");
+            }
+        })
+        .collect();
+    stream::iter(compactions)
+        .buffer_unordered(store.config.concurrency)
+        .collect::<Vec<()>>()
+        .await;
     Ok(ApplyReceipt {
         chunks: shares
             .iter()
@@ -169,12 +222,186 @@ pub(crate) async fn apply(store: &DynamoStore, batch: &Batch) -> StoreResult<App
     })
 }
 
-/// Reserve, write and commit every share; shares whose reservation was
-/// skipped by another writer go round again under new keys.
-async fn run(store: &DynamoStore, shares: &mut [Share]) -> StoreResult<()> {
-    let mut pending: Vec<usize> = (0..shares.len()).collect();
+/// Tries the one-request path for every share small enough: its decor
+/// first (lights and signs are visible at once anyway; the head moves
+/// after them), then one conditional `UpdateItem` per share. Shares it
+/// could not take (an open reservation, a long list) stay for [`run`].
+async fn small_path(
+    store: &DynamoStore,
+    shares: &mut [Share],
+    compact: &mut Vec<ChunkPos>,
+) -> StoreResult<()> {
+    let candidates: Vec<usize> = (0..shares.len())
+        .filter(|&i| {
+            let share = &shares[i];
+            // The size with a guessed first key: keys are one varint.
+            share.blocks.len() * 5 <= SMALL_SHARE_BYTES
+                && pack::encode(&share.keyed(store.known_head(share.chunk) + 1)).len()
+                    <= SMALL_SHARE_BYTES
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let decor: Vec<WriteRequest> = candidates
+        .iter()
+        .flat_map(|&i| std::mem::take(&mut shares[i].decor))
+        .collect();
+    store.write_all(decor).await?;
+    let attempts: Vec<_> = candidates
+        .iter()
+        .map(|&i| {
+            let share = &shares[i];
+            async move { (i, append_small(store, share).await) }
+        })
+        .collect();
+    let results: Vec<_> = stream::iter(attempts)
+        .buffer_unordered(store.config.concurrency)
+        .collect()
+        .await;
+    let mut first_error = None;
+    for (i, result) in results {
+        match result {
+            Ok(Some((base, head))) => {
+                let share = &mut shares[i];
+                share.lo = base + 1;
+                share.hi = base + share.keys();
+                share.committed_to = share.hi;
+                share.reserved = true;
+                share.done = true;
+                store.metrics.add(SMALL_SHARES, &[], 1.0);
+                if head.entries() > store.config.compact_after as i64 {
+                    compact.push(share.chunk);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// One `UpdateItem` that reserves, appends and commits a small share:
+/// `SET r = c = base + n, g = g + [packed]` under the condition that no
+/// reservation is open (`r = c = base`, `base` the head this store saw
+/// last). When the guess was wrong but no reservation is open, tries once
+/// more with the head the failure returned. `Ok(None)`: leave the share to
+/// the reserve, write, commit path. `Ok(Some((base, head)))`: done; its
+/// keys are `base + 1 ..`, `head` is the head after it.
+async fn append_small(store: &DynamoStore, share: &Share) -> StoreResult<Option<(Key, Head)>> {
+    let chunk = share.chunk;
+    let mut base = store.known_head(chunk);
+    for _ in 0..2 {
+        let hi = base + share.keys();
+        if hi > MAX_KEY {
+            // The reserve path reports KeyExhausted.
+            return Ok(None);
+        }
+        let entry = if share.blocks.is_empty() {
+            None
+        } else {
+            Some(pack::encode(&share.keyed(base + 1)))
+        };
+        if entry.as_ref().is_some_and(|e| e.len() > SMALL_SHARE_BYTES) {
+            return Ok(None);
+        }
+        let mut update = "SET #r = :hi, #c = :hi, #rt = :now, #ct = :now, #cw = :writer".to_owned();
+        if entry.is_some() {
+            update.push_str(", #g = list_append(if_not_exists(#g, :empty), :entry)");
+        }
+        let condition = format!(
+            "{} AND (attribute_not_exists(#g) OR size(#g) < :maxlist)",
+            if base == 0 {
+                "attribute_not_exists(#r)"
+            } else {
+                "#r = :base AND #c = :base"
+            }
+        );
+        let mut request = store
+            .client
+            .update_item()
+            .table_name(&store.config.table)
+            .set_key(Some(key(&chunk_pk(chunk), HEAD_SK)))
+            .update_expression(update)
+            .condition_expression(condition)
+            .expression_attribute_names("#r", RESERVED)
+            .expression_attribute_names("#c", COMMITTED)
+            .expression_attribute_names("#rt", RESERVED_AT)
+            .expression_attribute_names("#ct", COMMITTED_AT)
+            .expression_attribute_names("#cw", COMMITTED_BY)
+            .expression_attribute_names("#g", LOG)
+            .expression_attribute_values(":hi", n(hi))
+            .expression_attribute_values(":now", n(now_ms()))
+            .expression_attribute_values(":writer", s(token()))
+            .expression_attribute_values(":maxlist", n(MAX_LOG_LIST))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        if base != 0 {
+            request = request.expression_attribute_values(":base", n(base));
+        }
+        if let Some(entry) = &entry {
+            request = request
+                .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+                .expression_attribute_values(
+                    ":entry",
+                    AttributeValue::L(vec![schema::b(entry.clone())]),
+                );
+        }
+        match request.send().await {
+            Ok(out) => {
+                store
+                    .metrics
+                    .consumed("UpdateItem", true, out.consumed_capacity());
+                let head = Head::parse(out.attributes().unwrap_or(&HashMap::new()))
+                    .map_err(|e| store.failed(e))?;
+                // Charged by the larger of the item before and after.
+                store
+                    .metrics
+                    .estimated("UpdateItem", true, limits::write_units(head.size));
+                store.saw_head(chunk, &head);
+                return Ok(Some((base, head)));
+            }
+            Err(e) => {
+                let Some(UpdateItemError::ConditionalCheckFailedException(failed)) =
+                    e.as_service_error()
+                else {
+                    return Err(store.failed(classify("UpdateItem", e)));
+                };
+                let head = match failed.item() {
+                    Some(item) => Head::parse(item).map_err(|e| store.failed(e))?,
+                    None => Head::default(),
+                };
+                store
+                    .metrics
+                    .estimated("UpdateItem", true, limits::write_units(head.size));
+                store.saw_head(chunk, &head);
+                let open = head.reserved != head.committed;
+                if open || head.log.len() >= MAX_LOG_LIST || head.reserved == base {
+                    return Ok(None);
+                }
+                base = head.reserved;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Reserve, write and commit every share not done yet; shares whose
+/// reservation was skipped by another writer go round again under new keys.
+async fn run(
+    store: &DynamoStore,
+    shares: &mut [Share],
+    compact: &mut Vec<ChunkPos>,
+) -> StoreResult<()> {
+    let mut pending: Vec<usize> = (0..shares.len()).filter(|&i| !shares[i].done).collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
     for round in 0..=MAX_REWRITES {
-        reserve(store, shares, &pending).await?;
+        reserve(store, shares, &pending, compact).await?;
         write(store, shares, &pending).await?;
         let skipped = commit(store, shares, &pending).await?;
         if skipped.is_empty() {
@@ -203,6 +430,7 @@ async fn existing_decor(
         let items = store
             .query_all(
                 None,
+                true,
                 "#pk = :pk AND #sk BETWEEN :from AND :to",
                 &[("#pk", PK), ("#sk", SK)],
                 vec![
@@ -235,12 +463,18 @@ async fn existing_decor(
 }
 
 /// Reserves each share's keys: `ADD r :n` on the chunk's head, conditioned
-/// on not passing `MAX_KEY`.
-async fn reserve(store: &DynamoStore, shares: &mut [Share], pending: &[usize]) -> StoreResult<()> {
+/// on not passing `MAX_KEY` (and counts the log items it will write).
+async fn reserve(
+    store: &DynamoStore,
+    shares: &mut [Share],
+    pending: &[usize],
+    compact: &mut Vec<ChunkPos>,
+) -> StoreResult<()> {
     let requests = pending.iter().map(|&i| {
         let chunk = shares[i].chunk;
         let count = shares[i].keys();
-        async move { (i, reserve_one(store, chunk, count).await) }
+        let items = shares[i].log_items();
+        async move { (i, reserve_one(store, chunk, count, items).await) }
     });
     // Collected first: a lazy `map` over borrowed items makes the future
     // not `Send` for every lifetime, which `async_trait` requires.
@@ -250,7 +484,12 @@ async fn reserve(store: &DynamoStore, shares: &mut [Share], pending: &[usize]) -
     let mut reserved = Vec::new();
     while let Some((i, result)) = results.next().await {
         match result {
-            Ok(hi) => reserved.push((i, hi)),
+            Ok(head) => {
+                if head.entries() > store.config.compact_after as i64 {
+                    compact.push(shares[i].chunk);
+                }
+                reserved.push((i, head.reserved))
+            }
             Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -269,26 +508,34 @@ async fn reserve(store: &DynamoStore, shares: &mut [Share], pending: &[usize]) -
     first_error.map_or(Ok(()), Err)
 }
 
-async fn reserve_one(store: &DynamoStore, chunk: ChunkPos, count: Key) -> StoreResult<Key> {
+/// Reserves `count` keys and counts `items` log items on the head;
+/// returns the head after it (its `reserved` is the share's last key).
+async fn reserve_one(
+    store: &DynamoStore,
+    chunk: ChunkPos,
+    count: Key,
+    items: Key,
+) -> StoreResult<Head> {
     let out = store
         .client
         .update_item()
         .table_name(&store.config.table)
         .set_key(Some(key(&chunk_pk(chunk), HEAD_SK)))
-        // Touches only `r` and `rt`: a reservation never rewrites `c`, which
-        // concurrent commits move (a missing `c` reads as 0).
-        .update_expression("ADD #r :n SET #rt = :now")
+        // Touches only `r`, `rt` and `gn`: a reservation never rewrites
+        // `c`, which concurrent commits move (a missing `c` reads as 0).
+        .update_expression("ADD #r :n, #gn :items SET #rt = :now")
         .condition_expression("attribute_not_exists(#r) OR #r <= :limit")
         .expression_attribute_names("#r", RESERVED)
         .expression_attribute_names("#rt", RESERVED_AT)
+        .expression_attribute_names("#gn", LOG_ITEMS)
         .expression_attribute_values(":n", n(count))
+        .expression_attribute_values(":items", n(items))
         .expression_attribute_values(":now", n(now_ms()))
         .expression_attribute_values(":limit", n(MAX_KEY - count))
-        .return_values(ReturnValue::UpdatedNew)
+        .return_values(ReturnValue::AllNew)
         .return_consumed_capacity(ReturnConsumedCapacity::Total)
         .send()
         .await;
-    store.metrics.estimated("UpdateItem", true, 1.0);
     let out = match out {
         Ok(out) => out,
         Err(e) => {
@@ -306,7 +553,11 @@ async fn reserve_one(store: &DynamoStore, chunk: ChunkPos, count: Key) -> StoreR
         .metrics
         .consumed("UpdateItem", true, out.consumed_capacity());
     let attributes = out.attributes.unwrap_or_default();
-    schema::get_n(&attributes, RESERVED).map_err(|e| store.failed(e))
+    let head = Head::parse(&attributes).map_err(|e| store.failed(e))?;
+    store
+        .metrics
+        .estimated("UpdateItem", true, limits::write_units(head.size));
+    Ok(head)
 }
 
 /// Where one `BatchWriteItem` call's items belong.
@@ -338,18 +589,22 @@ async fn write(store: &DynamoStore, shares: &mut [Share], pending: &[usize]) -> 
                 },
             ));
         }
-        for (j, (pos, w, meta)) in share.blocks.iter().enumerate() {
-            let k = share.lo + j as Key;
+        // Log items of consecutive keys, in key order, each named by its
+        // last key.
+        for part in share.keyed(share.lo).chunks(LOG_ITEM_BLOCKS) {
+            let Some(hi) = part.last().map(|b| b.key) else {
+                continue;
+            };
             items.push((
-                put(schema::block_item(&pk, *pos, *w, k, meta))?,
+                put(schema::log_item(&pk, hi, pack::encode(part)))?,
                 Tag {
                     share: i,
-                    key: Some(k),
+                    key: Some(hi),
                 },
             ));
         }
     }
-    let calls = pack(items);
+    let calls = pack_calls(items);
     // Per share: the calls holding its items (consecutive), the largest key
     // of each, and how many from the start have finished.
     let mut progress: HashMap<usize, Progress> = HashMap::new();
@@ -517,6 +772,9 @@ async fn commit(
             };
             match outcome {
                 Commit::Done => {
+                    // A guess for the next small share of this chunk: right
+                    // unless someone reserved after this share.
+                    store.guess_head(shares[i].chunk, shares[i].hi);
                     shares[i].done = true;
                     shares[i].committed_to = shares[i].hi;
                     waiting.remove(&i);

@@ -197,6 +197,27 @@ fn meta() -> ChangeMeta {
     }
 }
 
+/// Blocks per chunk in [`sixty_chunks`]: too many for the head's log list,
+/// so each chunk's share is a log item.
+const PER_CHUNK: i32 = 150;
+
+/// A share of [`PER_CHUNK`] blocks in each of 60 chunks: 60 log items.
+fn sixty_chunks(q: i32) -> (Batch, Vec<ChunkPos>) {
+    let mut batch = Batch::new();
+    let chunks: Vec<ChunkPos> = (0..60).map(|p| ChunkPos::new(p, q)).collect();
+    for chunk in &chunks {
+        for i in 0..PER_CHUNK {
+            batch.set_block(
+                *chunk,
+                BlockPos::new(chunk.p * 32 + i % 32, 10 + i / 32, chunk.q * 32),
+                1 + i % 9,
+                meta(),
+            );
+        }
+    }
+    (batch, chunks)
+}
+
 fn sixty_blocks(chunk: ChunkPos) -> Batch {
     let mut batch = Batch::new();
     for i in 0..60 {
@@ -215,8 +236,8 @@ async fn batch_writes_carry_at_most_25_items() {
     let Some((store, seen)) = inspected(None).await else {
         return;
     };
-    let chunk = ChunkPos::new(1, 1);
-    store.apply(&sixty_blocks(chunk)).await.expect("apply");
+    let (batch, chunks) = sixty_chunks(1);
+    store.apply(&batch).await.expect("apply");
     let writes = seen.calls("BatchWriteItem");
     assert!(
         writes.len() >= 3,
@@ -227,10 +248,19 @@ async fn batch_writes_carry_at_most_25_items() {
         "{writes:?}"
     );
     assert_eq!(writes.iter().sum::<usize>(), 60);
-    assert_eq!(
-        store.load_chunk(chunk, 0).await.expect("load").blocks.len(),
-        60
-    );
+    for chunk in [chunks[0], chunks[59]] {
+        assert_eq!(
+            store.load_chunk(chunk, 0).await.expect("load").blocks.len(),
+            PER_CHUNK as usize
+        );
+    }
+    // A small share is one UpdateItem: no BatchWriteItem at all.
+    let calls = seen.calls("BatchWriteItem").len();
+    store
+        .apply(&sixty_blocks(ChunkPos::new(1, 1)))
+        .await
+        .expect("apply");
+    assert_eq!(seen.calls("BatchWriteItem").len(), calls);
 
     // Players go the same way.
     let players: Vec<PlayerRecord> = (0..30)
@@ -291,9 +321,10 @@ async fn unprocessed_items_and_keys_are_sent_again() {
     let Some((store, seen)) = inspected(None).await else {
         return;
     };
-    let chunk = ChunkPos::new(-3, 4);
+    let (batch, chunks) = sixty_chunks(4);
+    let chunk = chunks[59];
     *seen.starve.lock().unwrap() = 4;
-    let receipt = store.apply(&sixty_blocks(chunk)).await.expect("apply");
+    let receipt = store.apply(&batch).await.expect("apply");
     assert!(
         store.counter_total(UNPROCESSED) > 0.0,
         "nothing was left unprocessed"
@@ -303,9 +334,16 @@ async fn unprocessed_items_and_keys_are_sent_again() {
         writes.len() > 3,
         "unprocessed items were not sent again: {writes:?}"
     );
+    for (i, chunk) in chunks.iter().enumerate() {
+        let data = store.load_chunk(*chunk, 0).await.expect("load");
+        assert_eq!(
+            data.blocks.len(),
+            PER_CHUNK as usize,
+            "an unprocessed item was lost"
+        );
+        assert_eq!(data.head, receipt.chunks[i].after);
+    }
     let data = store.load_chunk(chunk, 0).await.expect("load");
-    assert_eq!(data.blocks.len(), 60, "an unprocessed item was lost");
-    assert_eq!(data.head, receipt.chunks[0].after);
 
     let before = store.counter_total(UNPROCESSED);
     *seen.starve.lock().unwrap() = 1;
@@ -336,7 +374,20 @@ async fn queries_follow_every_page() {
         return;
     };
     let chunk = ChunkPos::new(0, 5);
-    let mut batch = sixty_blocks(chunk);
+    // Ten log items (large shares), the head, ten signs, ten lights.
+    for round in 0..10 {
+        let mut batch = Batch::new();
+        for i in 0..PER_CHUNK {
+            batch.set_block(
+                chunk,
+                BlockPos::new(i % 32, 10 + i / 32, 160),
+                1 + round,
+                meta(),
+            );
+        }
+        store.apply(&batch).await.expect("apply");
+    }
+    let mut batch = Batch::new();
     for i in 0..10 {
         batch.set_sign(
             chunk,
@@ -348,14 +399,19 @@ async fn queries_follow_every_page() {
         batch.set_light(chunk, BlockPos::new(i, 41, 160), 7, meta());
     }
     store.apply(&batch).await.expect("apply");
+    let before = seen.calls("Query").len();
     let data = store.load_chunk(chunk, 0).await.expect("load");
     assert_eq!(
         (data.blocks.len(), data.signs.len(), data.lights.len()),
-        (60, 10, 10)
+        (PER_CHUNK as usize, 10, 10)
     );
-    let queries = seen.calls("Query").len();
     assert!(
-        queries >= 60 / 7 + 21 / 7,
+        data.blocks.iter().all(|b| b.w == 10),
+        "the newest values win"
+    );
+    let queries = seen.calls("Query").len() - before;
+    assert!(
+        queries >= 31 / 7,
         "pages were not followed: {queries} queries"
     );
     let listed = store.list_chunks().await.expect("list");

@@ -14,9 +14,9 @@ use aws_sdk_dynamodb::config::{Builder, ConfigBag, Intercept, RuntimeComponents}
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use store_dynamodb::metrics::{REWRITES, SKIPPED};
-use store_dynamodb::{Config, DynamoStore};
+use store_dynamodb::{Config, DynamoStore, pack, schema};
 use world_core::conformance::test_service;
-use world_core::store::{Batch, BlockStore, ChangeMeta, ChunkHead, Key};
+use world_core::store::{Batch, BlockStore, ChangeMeta, ChunkHead, Key, StoredBlock};
 use world_core::{BlockPos, ChunkPos};
 
 fn meta() -> ChangeMeta {
@@ -45,7 +45,8 @@ fn now_ms() -> i64 {
 }
 
 /// What a crashed writer leaves: keys reserved on the head at time
-/// `reserved_at`, maybe some of its blocks, never a commit.
+/// `reserved_at`, maybe some of its blocks (each in a log item of its
+/// own), never a commit.
 async fn crashed_writer(
     table: &str,
     chunk: ChunkPos,
@@ -67,15 +68,14 @@ async fn crashed_writer(
         .await
         .expect("reserve");
     for (pos, k) in blocks {
+        let data = pack::encode(&[StoredBlock {
+            pos: *pos,
+            w: 9,
+            key: *k,
+        }]);
         raw.put_item()
             .table_name(table)
-            .item("pk", AttributeValue::S(pk.clone()))
-            .item(
-                "sk",
-                AttributeValue::S(format!("b#{}#{}#{}", pos.x, pos.y, pos.z)),
-            )
-            .item("w", AttributeValue::N("9".into()))
-            .item("k", AttributeValue::N(k.to_string()))
+            .set_item(Some(schema::log_item(&pk, *k, data)))
             .send()
             .await
             .expect("a crashed writer's block");
@@ -218,22 +218,30 @@ async fn a_store_skips_its_own_abandoned_reservation_at_once() {
     first.set_block(chunk, BlockPos::new(160, 3, 160), 1, meta());
     store.apply(&first).await.expect("apply");
     fail.store(true, Ordering::SeqCst);
-    let mut second = Batch::new();
-    for i in 0..3 {
-        second.set_block(chunk, BlockPos::new(161 + i, 3, 160), 2, meta());
-    }
+    // Large enough for log items (a small share is one UpdateItem: it
+    // either happens whole or reserves nothing).
+    let n = LARGE;
+    let second = large(chunk, 2);
     assert!(
         store.apply(&second).await.is_err(),
         "the injected failure must surface"
     );
     fail.store(false, Ordering::SeqCst);
     let data = store.load_chunk(chunk, 0).await.expect("load");
-    assert_eq!(data.head, 4, "the abandoned keys 2..=4 are skipped");
+    assert_eq!(data.head, 1 + n, "the abandoned keys 2..=1+n are skipped");
     let receipt = store.apply(&second).await.expect("the retried batch");
-    assert_eq!((receipt.chunks[0].before, receipt.chunks[0].after), (4, 7));
     assert_eq!(
-        store.load_chunk(chunk, 4).await.expect("load").blocks.len(),
-        3
+        (receipt.chunks[0].before, receipt.chunks[0].after),
+        (1 + n, 1 + 2 * n)
+    );
+    assert_eq!(
+        store
+            .load_chunk(chunk, 1 + n)
+            .await
+            .expect("load")
+            .blocks
+            .len() as Key,
+        n
     );
 
     // And a writer (rather than a reader) does the same.
@@ -243,9 +251,26 @@ async fn a_store_skips_its_own_abandoned_reservation_at_once() {
     let receipt = store.apply(&second).await.expect("the retried batch");
     assert_eq!(
         (receipt.chunks[0].before, receipt.chunks[0].after),
-        (10, 13)
+        (1 + 3 * n, 1 + 4 * n)
     );
     assert!(store.counter_total(SKIPPED) >= 2.0);
+}
+
+/// Blocks in a share too large for the head's log list.
+const LARGE: Key = 200;
+
+/// A share of [`LARGE`] blocks in `chunk`: written as a log item.
+fn large(chunk: ChunkPos, w: i32) -> Batch {
+    let mut batch = Batch::new();
+    for i in 0..LARGE as i32 {
+        batch.set_block(
+            chunk,
+            BlockPos::new(chunk.p * 32 + i % 32, 3 + i / 32, chunk.q * 32),
+            w,
+            meta(),
+        );
+    }
+    batch
 }
 
 /// Holds the first `BatchWriteItem` until released, blocking the thread
@@ -296,10 +321,7 @@ async fn a_slow_writer_that_was_skipped_writes_again_under_new_keys() {
         .await
         .expect("open");
     let chunk = ChunkPos::new(-4, -4);
-    let mut batch = Batch::new();
-    for i in 0..3 {
-        batch.set_block(chunk, BlockPos::new(-128 + i, 7, -128), 5, meta());
-    }
+    let batch = large(chunk, 5);
     let hold = HoldWrites::default();
     let interceptor = hold.clone();
     let writer = std::thread::spawn(move || {
@@ -317,7 +339,7 @@ async fn a_slow_writer_that_was_skipped_writes_again_under_new_keys() {
             (receipt, slow.counter_total(REWRITES))
         })
     });
-    // While the writer's items are held in flight (its keys 1..=3
+    // While the writer's items are held in flight (its keys 1..=LARGE
     // reserved), someone (a reader that took it for crashed) moves the
     // watermark over them.
     until("the writer sends its items", || {
@@ -341,12 +363,15 @@ async fn a_slow_writer_that_was_skipped_writes_again_under_new_keys() {
         .expect("join")
         .expect("the writer thread");
     let receipt = receipt.expect("apply");
-    assert_eq!((receipt.chunks[0].before, receipt.chunks[0].after), (3, 6));
-    assert_eq!(rewrites, 1.0);
-    let data = store.load_chunk(chunk, 3).await.expect("load");
     assert_eq!(
-        data.blocks.len(),
-        3,
+        (receipt.chunks[0].before, receipt.chunks[0].after),
+        (LARGE, 2 * LARGE)
+    );
+    assert_eq!(rewrites, 1.0);
+    let data = store.load_chunk(chunk, LARGE).await.expect("load");
+    assert_eq!(
+        data.blocks.len() as Key,
+        LARGE,
         "everything is visible again above the skipped keys"
     );
 }
@@ -356,10 +381,13 @@ type Finished = (Vec<BlockPos>, Key);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readers_never_see_a_key_before_the_keys_below_it() {
-    let Some(store) = store_with(Duration::from_secs(30), |b| b).await else {
+    let Some(endpoint) = test_service(common::ENDPOINT_VAR) else {
         return;
     };
-    let store = Arc::new(store);
+    let mut config: Config = common::config(&endpoint, "ordering");
+    // Compact often, so that reads race compactions too.
+    config.compact_after = 4;
+    let store = Arc::new(common::open(config).await);
     let chunk = ChunkPos::new(7, -7);
     // Completed applies: (positions, receipt.after), appended when each
     // apply returns; readers check those finished before their read began.
@@ -372,7 +400,15 @@ async fn readers_never_see_a_key_before_the_keys_below_it() {
         writers.push(tokio::spawn(async move {
             for round in 0..8 {
                 let mut batch = Batch::new();
-                let positions: Vec<BlockPos> = (0..(1 + (w + round) % 30))
+                // Mostly small shares (one UpdateItem), some large (log
+                // items), so both paths race; 32 writes of one chunk also
+                // compact it several times under the reader.
+                let count = if (w + round) % 4 == 0 {
+                    150 + w
+                } else {
+                    1 + (w + round) % 30
+                };
+                let positions: Vec<BlockPos> = (0..count)
                     .map(|i| BlockPos::new(224 + i, 1 + w * 10 + round, -224 + w))
                     .collect();
                 for p in &positions {
@@ -419,4 +455,9 @@ async fn readers_never_see_a_key_before_the_keys_below_it() {
     let data = store.load_chunk(chunk, 0).await.expect("load");
     let total: usize = done.lock().unwrap().iter().map(|(p, _)| p.len()).sum();
     assert_eq!(data.blocks.len(), total);
+    assert!(
+        store.counter_total(store_dynamodb::metrics::COMPACTIONS) >= 1.0,
+        "the chunk was never compacted"
+    );
+    assert!(store.counter_total(store_dynamodb::metrics::SMALL_SHARES) >= 1.0);
 }

@@ -112,6 +112,14 @@ impl Intercept for Inspect {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        // Only batch calls are starved (the reservations before them are
+        // not counted).
+        let input = context.input();
+        if input.downcast_ref::<BatchWriteItemInput>().is_none()
+            && input.downcast_ref::<BatchGetItemInput>().is_none()
+        {
+            return Ok(());
+        }
         {
             let mut starve = self
                 .0

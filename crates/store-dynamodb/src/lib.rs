@@ -50,7 +50,8 @@
 //! again) instead of one item per block.
 //!
 //! **Compaction.** Once a chunk's log (list entries plus log items, counted
-//! by `gn` at reservation) has more than `compact_after` entries (16), the
+//! by `gn` at reservation) has more than `compact_after` entries (16), or
+//! its head item passed 2 KB (each head update is charged per KB), the
 //! writer that saw it reads the whole chunk, writes a new snapshot (parts
 //! `f#ID#..` under a fresh random id) and then switches the head to it
 //! with one conditional `UpdateItem`: `SET sf = ID, sh = c, sp = parts

@@ -25,7 +25,8 @@ use world_core::{BlockPos, ChunkPos};
 
 use crate::error::classify;
 use crate::limits::{
-    self, LOG_ITEM_BLOCKS, MAX_LOG_LIST, MAX_REWRITES, PROGRESS_COMMIT_KEYS, SMALL_SHARE_BYTES,
+    self, COMPACT_HEAD_BYTES, LOG_ITEM_BLOCKS, MAX_LOG_LIST, MAX_REWRITES, PROGRESS_COMMIT_KEYS,
+    SMALL_SHARE_BYTES,
 };
 use crate::metrics::{COMMIT_WAITS, REWRITES, SKIPPED, SMALL_SHARES};
 use crate::pack;
@@ -222,6 +223,14 @@ pub(crate) async fn apply(store: &DynamoStore, batch: &Batch) -> StoreResult<App
     })
 }
 
+/// Whether a chunk whose head is `head` (as a write left it) is due for
+/// compaction: too many log entries, or a head so large that every write
+/// of it costs several write units (each update is charged by the whole
+/// item, per KB).
+fn wants_compaction(store: &DynamoStore, head: &Head) -> bool {
+    head.entries() > store.config.compact_after as i64 || head.size > COMPACT_HEAD_BYTES
+}
+
 /// Tries the one-request path for every share small enough: its decor
 /// first (lights and signs are visible at once anyway; the head moves
 /// after them), then one conditional `UpdateItem` per share. Shares it
@@ -270,7 +279,7 @@ async fn small_path(
                 share.reserved = true;
                 share.done = true;
                 store.metrics.add(SMALL_SHARES, &[], 1.0);
-                if head.entries() > store.config.compact_after as i64 {
+                if wants_compaction(store, &head) {
                     compact.push(share.chunk);
                 }
             }
@@ -485,7 +494,7 @@ async fn reserve(
     while let Some((i, result)) = results.next().await {
         match result {
             Ok(head) => {
-                if head.entries() > store.config.compact_after as i64 {
+                if wants_compaction(store, &head) {
                     compact.push(shares[i].chunk);
                 }
                 reserved.push((i, head.reserved))

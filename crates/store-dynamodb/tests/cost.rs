@@ -99,6 +99,11 @@ async fn sustained_edits_cost_at_most_a_quarter_dollar_per_million() {
         store.counter_total(SMALL_SHARES),
         store.counter_total(COMPACTIONS),
     );
+    for c in store.counters() {
+        if c.name == ESTIMATED_WCU || c.name == REQUESTS {
+            eprintln!("  {} {:?}: {:.0} in all", c.name, c.labels, c.value);
+        }
+    }
     assert!(
         store.counter_total(COMPACTIONS) >= f64::from(CHUNKS),
         "every chunk compacted"

@@ -1,0 +1,148 @@
+//! Compaction under a reader: a load that read the head, then pages
+//! through a snapshot that another server replaces (and, with a zero
+//! grace, deletes) meanwhile, notices and reads again instead of
+//! returning a chunk with holes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use store_dynamodb::DynamoStore;
+use store_dynamodb::metrics::{COMPACTIONS, READ_RESTARTS};
+use world_core::conformance::test_service;
+use world_core::store::{Batch, BlockStore, ChangeMeta, Key};
+use world_core::{BlockPos, ChunkPos};
+
+fn meta() -> ChangeMeta {
+    ChangeMeta {
+        user: Some("compaction".into()),
+        time_ms: Some(1),
+    }
+}
+
+/// Holds the second `Query` request until released, blocking the thread
+/// that sends it: a reader paging slowly through a chunk.
+#[derive(Clone, Debug, Default)]
+struct HoldSecondQuery {
+    queries: Arc<AtomicUsize>,
+    entered: Arc<AtomicBool>,
+    released: Arc<AtomicBool>,
+}
+
+impl Intercept for HoldSecondQuery {
+    fn name(&self) -> &'static str {
+        "HoldSecondQuery"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("");
+        if target.ends_with(".Query") && self.queries.fetch_add(1, Ordering::SeqCst) == 1 {
+            self.entered.store(true, Ordering::SeqCst);
+            while !self.released.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Block `i` of the big share.
+fn pos(i: i32) -> BlockPos {
+    BlockPos::new(i % 32, 10 + (i / 32) % 200, i / 6400)
+}
+
+/// One small write of one block at `x` on layer 250.
+async fn small(store: &DynamoStore, chunk: ChunkPos, x: i32, w: i32) {
+    let mut batch = Batch::new();
+    batch.set_block(chunk, BlockPos::new(x, 250, 5), w, meta());
+    store.apply(&batch).await.expect("apply");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_a_compaction_overtook_reads_again() {
+    let Some(endpoint) = test_service(common::ENDPOINT_VAR) else {
+        return;
+    };
+    let mut config = common::config(&endpoint, "compaction");
+    config.compact_after = 2;
+    config.compact_grace = Duration::ZERO;
+    let writer = common::open(config.clone()).await;
+    let chunk = ChunkPos::new(0, 0);
+    // 4,500 blocks (two log items), then small writes until the chunk is
+    // compacted into a snapshot of two parts.
+    let big = 4_500;
+    let mut batch = Batch::new();
+    for i in 0..big {
+        batch.set_block(chunk, pos(i), 1 + i % 200, meta());
+    }
+    writer.apply(&batch).await.expect("apply");
+    small(&writer, chunk, 0, 1).await;
+    assert_eq!(writer.counter_total(COMPACTIONS), 1.0);
+
+    // The reader: pages of two items (the head and one snapshot part
+    // first, descending), the second page held while the writer compacts
+    // again and deletes the parts the reader's head points to.
+    let hold = HoldSecondQuery::default();
+    let interceptor = hold.clone();
+    let mut reader_config = config.clone();
+    reader_config.page_size = Some(2);
+    reader_config.create = false;
+    let reader = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("reader runtime");
+        runtime.block_on(async move {
+            let store = DynamoStore::open_with(reader_config, |b| {
+                common::test_credentials(b).interceptor(interceptor)
+            })
+            .await
+            .expect("open the reader's store");
+            let data = store.load_chunk(chunk, 0).await;
+            (data, store.counter_total(READ_RESTARTS))
+        })
+    });
+    until("the reader asks for its second page", || {
+        hold.entered.load(Ordering::SeqCst)
+    })
+    .await;
+    for x in 1..=3 {
+        small(&writer, chunk, x, 2).await;
+    }
+    assert_eq!(writer.counter_total(COMPACTIONS), 2.0);
+    hold.released.store(true, Ordering::SeqCst);
+    let (data, restarts) = tokio::task::spawn_blocking(move || reader.join())
+        .await
+        .expect("join")
+        .expect("the reader thread");
+    let data = data.expect("the read succeeds after reading again");
+    assert!(restarts >= 1.0, "the reader never noticed the compaction");
+    let blocks: BTreeMap<BlockPos, (i32, Key)> =
+        data.blocks.iter().map(|b| (b.pos, (b.w, b.key))).collect();
+    assert_eq!(blocks.len(), big as usize + 4);
+    assert_eq!(data.head, big as Key + 4);
+    assert!(data.blocks.iter().all(|b| b.key <= data.head));
+}

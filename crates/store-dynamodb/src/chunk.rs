@@ -14,11 +14,11 @@ use world_core::store::{Key, StoreError, StoreResult, StoredBlock, StoredLight, 
 
 use crate::error::{DynamoError, classify};
 use crate::limits::{self, LOG_ITEM_BLOCKS, MAX_READ_RESTARTS};
-use crate::metrics::{COMPACTIONS, READ_RESTARTS};
+use crate::metrics::{COMPACTIONS, FOLDS, READ_RESTARTS};
 use crate::pack;
 use crate::schema::{
-    self, COMPACTED_AT, Decor, HEAD_SK, Head, KEY, KEY_INDEX, LEGACY_FOLDED, LOG, LOG_ITEMS, PK,
-    SK, SNAP_ID, SNAP_KEY, SNAP_PARTS, SNAPSHOT_FROM, chunk_pk, key, log_sk, n, s,
+    self, COMPACTED_AT, Decor, HEAD_SK, Head, KEY, KEY_INDEX, LEGACY_FOLDED, LOG, LOG_ITEMS,
+    LOG_VERSION, PK, SK, SNAP_ID, SNAP_KEY, SNAP_PARTS, SNAPSHOT_FROM, chunk_pk, key, log_sk, n, s,
 };
 use crate::store::{DynamoStore, batch_write_on, delete, now_ms, pack as pack_calls, put, token};
 
@@ -270,19 +270,20 @@ impl DynamoStore {
         self.write_all(puts).await?;
 
         // Drop exactly the list entries read (appends go to the end; the
-        // condition on the snapshot id excludes a concurrent compaction).
+        // condition on the log version excludes a concurrent fold or
+        // compaction).
         let removes: Vec<String> = (0..head.log.len()).map(|i| format!("#g[{i}]")).collect();
         let mut expression = format!(
-            "SET #sf = :id, #sh = :sh, #sp = :sp, #st = :now{} ADD #gn :folded",
+            "SET #sf = :id, #sh = :sh, #sp = :sp, #st = :now, #cv = :cv{} ADD #gn :folded",
             if legacy { ", #lf = :true" } else { "" }
         );
         if !removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
-        let condition = if head.snap_id.is_empty() {
-            "attribute_not_exists(#sf)"
+        let condition = if head.log_version.is_empty() {
+            "attribute_not_exists(#cv)"
         } else {
-            "#sf = :old"
+            "#cv = :old"
         };
         let mut request = self
             .client
@@ -296,6 +297,8 @@ impl DynamoStore {
             .expression_attribute_names("#sp", SNAP_PARTS)
             .expression_attribute_names("#st", COMPACTED_AT)
             .expression_attribute_names("#gn", LOG_ITEMS)
+            .expression_attribute_names("#cv", LOG_VERSION)
+            .expression_attribute_values(":cv", s(token()))
             .expression_attribute_values(":id", s(id.clone()))
             .expression_attribute_values(":sh", n(head.committed))
             .expression_attribute_values(":sp", n(parts.len()))
@@ -310,8 +313,8 @@ impl DynamoStore {
                 .expression_attribute_names("#lf", LEGACY_FOLDED)
                 .expression_attribute_values(":true", AttributeValue::Bool(true));
         }
-        if !head.snap_id.is_empty() {
-            request = request.expression_attribute_values(":old", s(head.snap_id.clone()));
+        if !head.log_version.is_empty() {
+            request = request.expression_attribute_values(":old", s(head.log_version.clone()));
         }
         // Charged by the larger of the head before and after.
         self.metrics
@@ -347,6 +350,83 @@ impl DynamoStore {
         self.delete_items(&pk, replaced, self.config.compact_grace)
             .await;
         Ok(true)
+    }
+
+    /// Folds the head's log list, as `head` shows it, into one log item:
+    /// cheap (it writes only the list's bytes, not the chunk), so that the
+    /// head stays small between the compactions, which rewrite the whole
+    /// chunk and come only once `compact_after` log items gathered. Writes
+    /// the item `g#LAST` (the entries' last key), then `REMOVE g[0..L]
+    /// ADD gn 1` on the head if its log version is still `head`'s. A fold
+    /// that loses that race leaves its item behind: it repeats committed
+    /// blocks under their own keys (harmless to readers) and the next
+    /// compaction deletes it. Returns whether it folded.
+    pub(crate) async fn fold(&self, chunk: ChunkPos, head: &Head) -> StoreResult<bool> {
+        let mut newest = Newest {
+            since: 0,
+            head: Key::MAX,
+            blocks: HashMap::new(),
+        };
+        for entry in &head.log {
+            newest.keep_packed(entry).map_err(|e| self.failed(e))?;
+        }
+        let mut blocks: Vec<StoredBlock> = newest.blocks.into_values().collect();
+        blocks.sort_unstable_by_key(|b| b.key);
+        let Some(hi) = blocks.last().map(|b| b.key) else {
+            return Ok(false);
+        };
+        let pk = chunk_pk(chunk);
+        let items = blocks
+            .chunks(LOG_ITEM_BLOCKS)
+            .map(|part| {
+                let last = part.last().map_or(hi, |b| b.key);
+                put(schema::log_item(&pk, last, pack::encode(part)))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let count = items.len();
+        self.write_all(items).await?;
+        let removes: Vec<String> = (0..head.log.len()).map(|i| format!("#g[{i}]")).collect();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.config.table)
+            .set_key(Some(key(&pk, HEAD_SK)))
+            .update_expression(format!(
+                "SET #cv = :cv ADD #gn :items REMOVE {}",
+                removes.join(", ")
+            ))
+            .condition_expression(if head.log_version.is_empty() {
+                "attribute_not_exists(#cv)"
+            } else {
+                "#cv = :old"
+            })
+            .expression_attribute_names("#cv", LOG_VERSION)
+            .expression_attribute_names("#gn", LOG_ITEMS)
+            .expression_attribute_names("#g", LOG)
+            .expression_attribute_values(":cv", s(token()))
+            .expression_attribute_values(":items", n(count))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        if !head.log_version.is_empty() {
+            request = request.expression_attribute_values(":old", s(head.log_version.clone()));
+        }
+        self.metrics
+            .estimated("UpdateItem", true, limits::write_units(head.size));
+        match request.send().await {
+            Ok(out) => {
+                self.metrics
+                    .consumed("UpdateItem", true, out.consumed_capacity());
+                self.metrics.add(FOLDS, &[], 1.0);
+                debug!(%chunk, entries = head.log.len(), blocks = blocks.len(), "folded the log list into a log item");
+                Ok(true)
+            }
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => {
+                    debug!(%chunk, "another writer folded or compacted the log list first");
+                    Ok(false)
+                }
+                _ => Err(self.failed(classify("UpdateItem", e))),
+            },
+        }
     }
 
     /// Deletes items of partition `pk` after `delay` (at once when zero),

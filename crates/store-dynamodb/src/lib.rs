@@ -49,20 +49,29 @@
 //! log items (`BatchWriteItem`, 25 a call, 16 MB, `UnprocessedItems` sent
 //! again) instead of one item per block.
 //!
-//! **Compaction.** Once a chunk's log (list entries plus log items, counted
-//! by `gn` at reservation) has more than `compact_after` entries (16), or
-//! its head item passed 2 KB (each head update is charged per KB), the
-//! writer that saw it reads the whole chunk, writes a new snapshot (parts
-//! `f#ID#..` under a fresh random id) and then switches the head to it
-//! with one conditional `UpdateItem`: `SET sf = ID, sh = c, sp = parts
-//! REMOVE g[0], .., g[L-1] ADD gn -folded` if `sf` is still the snapshot it
-//! read (a concurrent compaction loses and deletes its own parts). Only
-//! the list entries it read are removed (appends go to the end) and only
-//! log items up to the `c` it read are folded. The items it replaced (old
-//! parts, folded log items, first-layout block items) are deleted
+//! **Folds and compaction.** Every update of the head is charged per KB
+//! of the whole item, so its list stays short: once it has more than
+//! `compact_after` entries (16) or the head passed 900 bytes, the writer
+//! that saw it **folds** the list into one log item `g#LAST` (the entries'
+//! bytes only) and then `REMOVE g[0], .., g[L-1] ADD gn 1` on the head.
+//! Once more than `compact_after` log items gathered (`gn`, counted at
+//! reservation and by folds; on a first-layout table also when the log
+//! has that many entries), the writer **compacts**: it reads the whole
+//! chunk, writes a new snapshot (parts `f#ID#..` under a fresh random id)
+//! and then switches the head to it with one conditional `UpdateItem`:
+//! `SET sf = ID, sh = c, sp = parts REMOVE g[0], .., g[L-1] ADD gn
+//! -folded`. Both updates are conditioned on the head's log version `cv`
+//! still being the one they read, and set a new one: two of them never
+//! act on one list (a losing compaction deletes its own parts; a losing
+//! fold leaves a log item that repeats committed blocks under their own
+//! keys, harmless, deleted by the next compaction). Only the list entries
+//! read are removed (appends go to the end) and only log items up to the
+//! `c` read are folded into a snapshot. The items a compaction replaced
+//! (old parts, folded log items, first-layout block items) are deleted
 //! `compact_grace` (60 s) later, so that a reader still paging through the
 //! chunk finds them; a crash before that leaves them for the next
-//! compaction, which deletes every item it finds replaced.
+//! compaction, which deletes every item it finds replaced. So a chunk is
+//! rewritten whole only every ~`compact_after`² small writes.
 //!
 //! **Reads.** `load_chunk(chunk, since)` is one `Query` in *descending*
 //! sort-key order, strongly consistent: `sk >= "f#"` for a full load,

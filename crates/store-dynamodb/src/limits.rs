@@ -51,11 +51,11 @@ pub const SMALL_SHARE_BYTES: usize = 600;
 /// to log items (compaction normally keeps the list at `compact_after`).
 pub const MAX_LOG_LIST: usize = 64;
 
-/// A head item larger than this (its log list grew with large small
-/// shares) is compacted whatever `compact_after` says: every update of the
-/// head is charged per KB of the whole item, so the head stays at a few
-/// write units at most.
-pub const COMPACT_HEAD_BYTES: usize = 2048;
+/// A head item larger than this has its log list folded into a log item
+/// whatever `compact_after` says: every update of the head is charged per
+/// KB of the whole item, and below 900 bytes the next typical append (10
+/// blocks, ~60 bytes) still fits in one write unit.
+pub const COMPACT_HEAD_BYTES: usize = 900;
 
 /// How many times a chunk read starts again when a compaction replaced
 /// what it was reading, before failing as unavailable.

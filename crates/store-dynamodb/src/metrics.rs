@@ -36,6 +36,8 @@ pub const REWRITES: &str = "dynamodb_rewrites_total";
 pub const COMMIT_WAITS: &str = "dynamodb_commit_waits_total";
 /// Chunk shares appended to the head's log list in one request.
 pub const SMALL_SHARES: &str = "dynamodb_small_shares_total";
+/// Log lists folded into a log item (the head kept small).
+pub const FOLDS: &str = "dynamodb_log_folds_total";
 /// Chunk compactions (log folded into a new snapshot).
 pub const COMPACTIONS: &str = "dynamodb_compactions_total";
 /// Chunk reads started again because a compaction replaced their items.

@@ -69,6 +69,10 @@ pub const DATA: &str = "d";
 /// Head item: id of the current snapshot (`S`), absent before the first
 /// compaction.
 pub const SNAP_ID: &str = "sf";
+/// Head item: a random token that every change of the log list other than
+/// an append (a fold, a compaction) replaces, under the condition that it
+/// is still the one read (`S`): two of them never act on one list.
+pub const LOG_VERSION: &str = "cv";
 /// Head item: the snapshot holds every block with a key up to this (`N`).
 pub const SNAP_KEY: &str = "sh";
 /// Head item: number of parts of the current snapshot (`N`).
@@ -335,6 +339,8 @@ pub struct Head {
     pub log_items: i64,
     /// Current snapshot id (empty: none).
     pub snap_id: String,
+    /// Token of the last fold or compaction (empty: none).
+    pub log_version: String,
     /// The snapshot holds every block with a key up to this.
     pub snap_key: Key,
     /// Parts of the current snapshot.
@@ -374,6 +380,11 @@ impl Head {
             log_items: get_n_or(item, LOG_ITEMS, 0)?,
             snap_id: item
                 .get(SNAP_ID)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default(),
+            log_version: item
+                .get(LOG_VERSION)
                 .and_then(|v| v.as_s().ok())
                 .cloned()
                 .unwrap_or_default(),

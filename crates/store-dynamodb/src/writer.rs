@@ -181,7 +181,7 @@ pub(crate) async fn apply(store: &DynamoStore, batch: &Batch) -> StoreResult<App
     }
 
     // Chunks whose log grew past `compact_after`, compacted at the end.
-    let mut compact: Vec<ChunkPos> = Vec::new();
+    let mut compact: Vec<(ChunkPos, Head)> = Vec::new();
     let small = small_path(store, &mut shares, &mut compact).await;
     let result = match small {
         Ok(()) => run(store, &mut shares, &mut compact).await,
@@ -195,19 +195,27 @@ pub(crate) async fn apply(store: &DynamoStore, batch: &Batch) -> StoreResult<App
         }
     }
     result?;
-    compact.sort_unstable();
-    compact.dedup();
-    // The batch is applied: a failed compaction is only logged (the next
-    // write of the chunk tries again).
-    let compactions: Vec<_> = compact
+    // One upkeep per chunk, from the newest head seen.
+    let mut due: HashMap<ChunkPos, Head> = HashMap::new();
+    for (chunk, head) in compact {
+        due.insert(chunk, head);
+    }
+    // The batch is applied: a failed upkeep is only logged (the next write
+    // of the chunk tries again).
+    let upkeeps: Vec<_> = due
         .into_iter()
-        .map(|chunk| async move {
-            if let Err(e) = store.compact(chunk).await {
+        .map(|(chunk, head)| async move {
+            let result = match upkeep(store, &head) {
+                Some(Upkeep::Compact) => store.compact(chunk).await,
+                Some(Upkeep::Fold) => store.fold(chunk, &head).await,
+                None => Ok(false),
+            };
+            if let Err(e) = result {
                 warn!(%chunk, error = %e, "compacting a chunk failed; a later write retries");
             }
         })
         .collect();
-    stream::iter(compactions)
+    stream::iter(upkeeps)
         .buffer_unordered(store.config.concurrency)
         .collect::<Vec<()>>()
         .await;
@@ -223,12 +231,30 @@ pub(crate) async fn apply(store: &DynamoStore, batch: &Batch) -> StoreResult<App
     })
 }
 
-/// Whether a chunk whose head is `head` (as a write left it) is due for
-/// compaction: too many log entries, or a head so large that every write
-/// of it costs several write units (each update is charged by the whole
-/// item, per KB).
-fn wants_compaction(store: &DynamoStore, head: &Head) -> bool {
-    head.entries() > store.config.compact_after as i64 || head.size > COMPACT_HEAD_BYTES
+/// What a chunk's log needs after a write.
+enum Upkeep {
+    /// Fold the head's list into one log item (cheap: the list's bytes).
+    Fold,
+    /// Rewrite the chunk as a new snapshot (the whole chunk's bytes).
+    Compact,
+}
+
+/// What a chunk whose head is `head` (as a write left it) needs: a
+/// compaction once more than `compact_after` log items gathered (or, on a
+/// first-layout table, log entries: that folds the old block items); a
+/// fold once the list has more than `compact_after` entries or the head
+/// passed [`COMPACT_HEAD_BYTES`] (each update of it is charged per KB of
+/// the whole item).
+fn upkeep(store: &DynamoStore, head: &Head) -> Option<Upkeep> {
+    let most = store.config.compact_after as i64;
+    let legacy = store.legacy && !head.legacy_folded;
+    if head.log_items > most || (legacy && head.entries() > most) {
+        Some(Upkeep::Compact)
+    } else if head.log.len() as i64 > most || head.size > COMPACT_HEAD_BYTES {
+        Some(Upkeep::Fold)
+    } else {
+        None
+    }
 }
 
 /// Tries the one-request path for every share small enough: its decor
@@ -238,7 +264,7 @@ fn wants_compaction(store: &DynamoStore, head: &Head) -> bool {
 async fn small_path(
     store: &DynamoStore,
     shares: &mut [Share],
-    compact: &mut Vec<ChunkPos>,
+    compact: &mut Vec<(ChunkPos, Head)>,
 ) -> StoreResult<()> {
     let candidates: Vec<usize> = (0..shares.len())
         .filter(|&i| {
@@ -279,8 +305,8 @@ async fn small_path(
                 share.reserved = true;
                 share.done = true;
                 store.metrics.add(SMALL_SHARES, &[], 1.0);
-                if wants_compaction(store, &head) {
-                    compact.push(share.chunk);
+                if upkeep(store, &head).is_some() {
+                    compact.push((share.chunk, head));
                 }
             }
             Ok(None) => {}
@@ -403,7 +429,7 @@ async fn append_small(store: &DynamoStore, share: &Share) -> StoreResult<Option<
 async fn run(
     store: &DynamoStore,
     shares: &mut [Share],
-    compact: &mut Vec<ChunkPos>,
+    compact: &mut Vec<(ChunkPos, Head)>,
 ) -> StoreResult<()> {
     let mut pending: Vec<usize> = (0..shares.len()).filter(|&i| !shares[i].done).collect();
     if pending.is_empty() {
@@ -477,7 +503,7 @@ async fn reserve(
     store: &DynamoStore,
     shares: &mut [Share],
     pending: &[usize],
-    compact: &mut Vec<ChunkPos>,
+    compact: &mut Vec<(ChunkPos, Head)>,
 ) -> StoreResult<()> {
     let requests = pending.iter().map(|&i| {
         let chunk = shares[i].chunk;
@@ -494,10 +520,10 @@ async fn reserve(
     while let Some((i, result)) = results.next().await {
         match result {
             Ok(head) => {
-                if wants_compaction(store, &head) {
-                    compact.push(shares[i].chunk);
+                reserved.push((i, head.reserved));
+                if upkeep(store, &head).is_some() {
+                    compact.push((shares[i].chunk, head));
                 }
-                reserved.push((i, head.reserved))
             }
             Err(e) => {
                 first_error.get_or_insert(e);

@@ -42,6 +42,8 @@ pub(crate) struct ChunkRead {
     pub snapshot_parts: Vec<(String, usize)>,
     /// Log items of the head's keys not folded into its snapshot.
     pub live_log_items: i64,
+    /// Log items with keys above the head (a large share being written).
+    pub pending_log_items: i64,
     /// First-layout block items were read.
     pub legacy_items: usize,
 }
@@ -202,6 +204,9 @@ impl DynamoStore {
             if *hi > head.snap_key && *hi <= head.committed {
                 read.live_log_items += 1;
             }
+            if *hi > head.committed {
+                read.pending_log_items += 1;
+            }
             if *hi > head.snap_key.max(since) {
                 newest.keep_packed(data).map_err(|e| self.failed(e))?;
             }
@@ -274,7 +279,7 @@ impl DynamoStore {
         // compaction).
         let removes: Vec<String> = (0..head.log.len()).map(|i| format!("#g[{i}]")).collect();
         let mut expression = format!(
-            "SET #sf = :id, #sh = :sh, #sp = :sp, #st = :now, #cv = :cv{} ADD #gn :folded",
+            "SET #sf = :id, #sh = :sh, #sp = :sp, #st = :now, #cv = :cv, #gn = :left{}",
             if legacy { ", #lf = :true" } else { "" }
         );
         if !removes.is_empty() {
@@ -303,7 +308,10 @@ impl DynamoStore {
             .expression_attribute_values(":sh", n(head.committed))
             .expression_attribute_values(":sp", n(parts.len()))
             .expression_attribute_values(":now", n(now_ms()))
-            .expression_attribute_values(":folded", n(-read.live_log_items))
+            // Set, not added: the count starts over from what is there (a
+            // log item whose reservation comes after this read is counted
+            // by the next compaction instead).
+            .expression_attribute_values(":left", n(read.pending_log_items))
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
         if !removes.is_empty() {
             request = request.expression_attribute_names("#g", LOG);

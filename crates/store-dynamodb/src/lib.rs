@@ -59,8 +59,8 @@
 //! has that many entries), the writer **compacts**: it reads the whole
 //! chunk, writes a new snapshot (parts `f#ID#..` under a fresh random id)
 //! and then switches the head to it with one conditional `UpdateItem`:
-//! `SET sf = ID, sh = c, sp = parts REMOVE g[0], .., g[L-1] ADD gn
-//! -folded`. Both updates are conditioned on the head's log version `cv`
+//! `SET sf = ID, sh = c, sp = parts, gn = (log items above c) REMOVE
+//! g[0], .., g[L-1]`. Both updates are conditioned on the head's log version `cv`
 //! still being the one they read, and set a new one: two of them never
 //! act on one list (a losing compaction deletes its own parts; a losing
 //! fold leaves a log item that repeats committed blocks under their own
@@ -236,6 +236,11 @@
 //! 2 s, jittered). The tests check the requests actually sent through an
 //! SDK interceptor, and simulate `UnprocessedItems`/`UnprocessedKeys`
 //! (moto accepts 26-item batches and never leaves anything unprocessed).
+//! moto does not make a conditional `UpdateItem` atomic against a
+//! concurrent one on the same item (it reads, evaluates and writes in
+//! separate steps); DynamoDB does. A store therefore sends its own appends
+//! to one chunk one at a time (which also spares them failed conditions),
+//! and tests that race several stores on one chunk's head stay rare.
 //!
 //! # Timeouts and outages
 //!

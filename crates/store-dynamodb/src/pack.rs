@@ -149,16 +149,6 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<StoredBlock>, PackError> {
     Ok(blocks)
 }
 
-/// The keys `(first, last)` of packed bytes without decoding the blocks
-/// fully (`None` for an empty set).
-pub fn key_range(bytes: &[u8]) -> Result<Option<(Key, Key)>, PackError> {
-    let blocks = decode(bytes)?;
-    Ok(match (blocks.first(), blocks.last()) {
-        (Some(a), Some(b)) => Some((a.key, b.key)),
-        _ => None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,7 +199,6 @@ mod tests {
         let bytes = encode(&blocks);
         assert!(bytes.len() < 6 * blocks.len(), "{} bytes", bytes.len());
         assert_eq!(decode(&bytes).unwrap(), blocks);
-        assert_eq!(key_range(&bytes).unwrap(), Some((5000, 5999)));
     }
 
     #[test]

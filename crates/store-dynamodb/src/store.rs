@@ -79,7 +79,15 @@ pub struct DynamoStore {
     /// The last head seen per chunk with no open reservation: a small
     /// share appends under `r = c = this` in one request (see `writer.rs`).
     heads: Mutex<HashMap<ChunkPos, Key>>,
+    /// Appends of this store to one chunk go one at a time (striped by
+    /// chunk): concurrent applies of one server to one chunk would
+    /// otherwise fail each other's conditions and try again; in turn, each
+    /// finds the head the previous one left.
+    appends: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Stripes of [`DynamoStore`]'s append locks.
+const APPEND_STRIPES: usize = 64;
 
 impl fmt::Debug for DynamoStore {
     // Only what identifies the store: the SDK client's configuration holds
@@ -165,6 +173,9 @@ impl DynamoStore {
             abandoned: Mutex::new(HashMap::new()),
             legacy,
             heads: Mutex::new(HashMap::new()),
+            appends: (0..APPEND_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         })
     }
 
@@ -187,6 +198,13 @@ impl DynamoStore {
     pub(crate) fn known_head(&self, chunk: ChunkPos) -> Key {
         let heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
         heads.get(&chunk).copied().unwrap_or(0)
+    }
+
+    /// Waits until this store appends to no chunk of `chunk`'s stripe; the
+    /// append holds the guard.
+    pub(crate) async fn append_turn(&self, chunk: ChunkPos) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = (chunk.p as i64 * 31 + chunk.q as i64).rem_euclid(APPEND_STRIPES as i64);
+        self.appends[stripe as usize].lock().await
     }
 
     /// Remembers a head seen with `reserved == committed`.

@@ -327,6 +327,7 @@ async fn small_path(
 /// keys are `base + 1 ..`, `head` is the head after it.
 async fn append_small(store: &DynamoStore, share: &Share) -> StoreResult<Option<(Key, Head)>> {
     let chunk = share.chunk;
+    let _turn = store.append_turn(chunk).await;
     let mut base = store.known_head(chunk);
     for _ in 0..2 {
         let hi = base + share.keys();

@@ -153,3 +153,64 @@ async fn a_read_that_a_compaction_overtook_reads_again() {
     assert_eq!(data.head, Key::from(big + 1 + writes));
     assert!(data.blocks.iter().all(|b| b.key <= data.head));
 }
+
+/// Items of `chunk` whose sort key starts with `prefix`.
+async fn items(table: &str, chunk: ChunkPos, prefix: &str) -> usize {
+    let raw = common::raw_client().expect("endpoint");
+    raw.query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("c#{}#{}", chunk.p, chunk.q)),
+        )
+        .expression_attribute_values(
+            ":p",
+            aws_sdk_dynamodb::types::AttributeValue::S(prefix.into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("query")
+        .items()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_items_stay_for_the_grace_then_go() {
+    let Some(endpoint) = test_service(common::ENDPOINT_VAR) else {
+        return;
+    };
+    let mut config = common::config(&endpoint, "compaction");
+    config.compact_after = 1;
+    config.compact_grace = Duration::from_millis(1500);
+    let store = common::open(config.clone()).await;
+    let chunk = ChunkPos::new(3, -2);
+    // Two log items (4,500 blocks): compacted at once after the write.
+    let mut batch = Batch::new();
+    for i in 0..4_500 {
+        batch.set_block(chunk, pos(i), 1 + i % 100, meta());
+    }
+    store.apply(&batch).await.expect("apply");
+    assert_eq!(store.counter_total(COMPACTIONS), 1.0);
+    assert_eq!(items(&config.table, chunk, "f#").await, 2, "the snapshot");
+    assert_eq!(
+        items(&config.table, chunk, "g#").await,
+        2,
+        "the folded log items stay for the grace"
+    );
+    let data = store.load_chunk(chunk, 0).await.expect("load");
+    assert_eq!(data.blocks.len(), 4_500);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while items(&config.table, chunk, "g#").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replaced log items were never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(items(&config.table, chunk, "f#").await, 2);
+    let again = store.load_chunk(chunk, 0).await.expect("load");
+    assert_eq!(again.blocks.len(), 4_500);
+    assert_eq!(again.head, data.head);
+}

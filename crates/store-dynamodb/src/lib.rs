@@ -266,20 +266,23 @@
 //! its condition fails). Also `dynamodb_small_shares_total`,
 //! `dynamodb_compactions_total`, `dynamodb_read_restarts_total`. Use the
 //! reported numbers on AWS; moto reports constants (1 per `BatchWriteItem`
-//! call whatever its size, 1 per `UpdateItem`, 1 per `Query` page).
+//! call whatever its size, 0.5 per `UpdateItem` or `GetItem`, 1 per
+//! `Query` page).
 //!
 //! Typical costs (estimates; `tests/cost.rs` measures them): a batch's
 //! share of up to ~100 blocks in one chunk is 1 request and 1 write unit
-//! while the head stays under 1 KB (the list holds at most `compact_after`
-//! entries between compactions); a compaction of a chunk costs a query, a
-//! snapshot write (1 unit per KB of packed blocks), the head update and
-//! the deletions, once per `compact_after` writes of the chunk. A large
-//! share is 3 requests (reserve, write, commit) and ~1 write unit per 200
-//! blocks plus 2. So 1,000 edits over 100 chunks (10 each) cost about 100
-//! requests and 100-120 write units, $0.07 per million edits on demand
-//! ($0.625 per million write units), against 3,200 write units ($2.00)
-//! with one item per block and its index entry. Loading a chunk is one
-//! request and 1 read unit per 4 KB (800 blocks).
+//! (the head stays under 1 KB: its list is folded past 900 bytes or
+//! `compact_after` entries); a fold costs 2 requests and 2-3 write units
+//! (the list's bytes, the head); a compaction costs a query, the snapshot
+//! (1 write unit per KB of packed blocks, ~200 blocks), the head update
+//! and the deletions, once per `compact_after` log items. A large share is
+//! 3 requests (reserve, write, commit) and ~1 write unit per 200 blocks
+//! plus 2. So 1,000 edits over 100 chunks (10 each) cost about 100-110
+//! requests and write units, $0.07 per million edits on demand ($0.625
+//! per million write units; $0.13 even when compacting every 6 writes of
+//! a chunk), against 3,200 write units ($2.00) with one item per block
+//! and its index entry. Loading a chunk is one request and 1 read unit per
+//! 4 KB (800 blocks).
 //!
 //! # IAM
 //!

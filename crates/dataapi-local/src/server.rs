@@ -61,6 +61,7 @@ pub struct AppState {
     statement_timeout: Duration,
     schema_mode: SchemaMode,
     max_result_bytes: usize,
+    max_row_bytes: usize,
 }
 
 impl AppState {
@@ -72,6 +73,7 @@ impl AppState {
         resuming_calls: u64,
         resuming_for: Option<Duration>,
         max_result_bytes: usize,
+        max_row_bytes: usize,
     ) -> AppState {
         AppState {
             pool,
@@ -83,6 +85,7 @@ impl AppState {
             statement_timeout,
             schema_mode,
             max_result_bytes,
+            max_row_bytes,
         }
     }
 
@@ -515,8 +518,8 @@ async fn run(
                     Err(ApiError::Database(_) | ApiError::DatabaseUnavailable(_)) => true,
                     // The service ends a transaction whose statement returned
                     // too much (aurora-data-api's tests against AWS record
-                    // the change).
-                    Err(ApiError::BadRequest(m)) => m == exec::TOO_LARGE,
+                    // the change); a row over its limit is taken alike.
+                    Err(ApiError::BadRequest(m)) => exec::is_oversized(m),
                     _ => false,
                 };
                 if aborts {
@@ -628,6 +631,7 @@ async fn execute_inner(
         json,
         return_types: return_types(&req.result_set_options)?,
         max_result_bytes: state.max_result_bytes,
+        max_row_bytes: state.max_row_bytes,
     };
     let params = params::bind(
         &rewritten.names,

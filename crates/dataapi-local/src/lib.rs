@@ -239,8 +239,10 @@ pub async fn start(options: Options) -> Result<RunningServer, StartError> {
         options.schema_parameter,
         options.resuming_calls,
         options.resuming_for,
-        options.max_result_bytes,
-        options.max_row_bytes,
+        server::AnswerLimits {
+            result_bytes: options.max_result_bytes,
+            row_bytes: options.max_row_bytes,
+        },
     ));
     spawn_reaper(Arc::downgrade(&state), state.txns.reap_interval());
     let (tx, rx) = oneshot::channel::<()>();

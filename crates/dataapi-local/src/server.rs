@@ -53,6 +53,15 @@ struct Resuming {
     until: Option<Instant>,
 }
 
+/// The size limits of an answer (the service: 1 MiB, 64 KB a row).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AnswerLimits {
+    /// The whole result, in bytes.
+    pub(crate) result_bytes: usize,
+    /// One row of it, in bytes.
+    pub(crate) row_bytes: usize,
+}
+
 /// Everything the handlers share.
 pub struct AppState {
     pub(crate) pool: Pool,
@@ -72,8 +81,7 @@ impl AppState {
         schema_mode: SchemaMode,
         resuming_calls: u64,
         resuming_for: Option<Duration>,
-        max_result_bytes: usize,
-        max_row_bytes: usize,
+        limits: AnswerLimits,
     ) -> AppState {
         AppState {
             pool,
@@ -84,8 +92,8 @@ impl AppState {
             }),
             statement_timeout,
             schema_mode,
-            max_result_bytes,
-            max_row_bytes,
+            max_result_bytes: limits.result_bytes,
+            max_row_bytes: limits.row_bytes,
         }
     }
 

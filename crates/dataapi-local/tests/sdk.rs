@@ -401,7 +401,8 @@ async fn result_rows_over_64_kib_are_refused() {
         assert!(error.is_bad_request_exception(), "{sql}: {error:?}");
         let message = error.message().unwrap_or_default();
         assert!(
-            message.starts_with("Packet for query is too large (") && message.ends_with(" > 65536)"),
+            message.starts_with("Packet for query is too large (")
+                && message.ends_with(" > 65536)"),
             "{sql}: {message}"
         );
     }

@@ -297,8 +297,7 @@ impl<'a> WritePlan<'a> {
     /// The chunks whose returned head equals their advance: created by
     /// this batch.
     fn new_chunks(&self, heads: &[(i64, i64, i64)]) -> std::collections::HashSet<(i64, i64)> {
-        let new: std::collections::HashSet<(i64, i64)> = self
-            .advances
+        self.advances
             .iter()
             .filter(|(chunk, n)| {
                 let (p, q) = (i64::from(chunk.p), i64::from(chunk.q));

@@ -143,12 +143,7 @@ fn row_source(form: Form, columns: &[Column]) -> String {
         // the service binds a string as text (or untyped), never as an array.
         Form::Arrays => format!(
             "(SELECT {}) AS t",
-            list(&|c| format!(
-                "unnest(:{}::text::{}[]) AS {}",
-                c.name,
-                c.ty.name(),
-                c.name
-            ))
+            list(&|c| format!("unnest(:{}::text::{}[]) AS {}", c.name, c.ty.name(), c.name))
         ),
         Form::Values => format!(
             "(VALUES ({})) AS t({names})",
@@ -562,7 +557,9 @@ mod tests {
         let values = blocks.form(Form::Values).named();
         let json = blocks.form(Form::Json).named();
         let arrays = blocks.form(Form::Arrays).named();
-        assert!(arrays.contains("(SELECT unnest(:p::text::int8[]) AS p, unnest(:q::text::int8[]) AS q"));
+        assert!(
+            arrays.contains("(SELECT unnest(:p::text::int8[]) AS p, unnest(:q::text::int8[]) AS q")
+        );
         assert!(unnest.contains("(SELECT unnest(:p::int8[]) AS p, unnest(:q::int8[]) AS q"));
         assert!(values.contains("(VALUES (:p::int8, :q::int8"));
         assert!(json.contains("jsonb_to_recordset(:rows::text::jsonb) AS t(p int8, q int8"));

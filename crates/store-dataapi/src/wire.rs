@@ -351,8 +351,10 @@ mod tests {
                     .len()
                 })
                 .sum();
-            let estimate =
-                array_params_len(rows) + (0..rows.len()).map(|i| array_row_len(rows, i)).sum::<usize>();
+            let estimate = array_params_len(rows)
+                + (0..rows.len())
+                    .map(|i| array_row_len(rows, i))
+                    .sum::<usize>();
             assert!(sent >= exact, "parameter_len is an upper bound");
             assert!(estimate >= exact, "{estimate} < {exact}");
         }

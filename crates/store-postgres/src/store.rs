@@ -387,18 +387,20 @@ impl PostgresStore {
             let futures: Vec<StatementFuture<'_>> = steps
                 .iter()
                 .zip(statements.iter().zip(&params))
-                .map(|((step, _, _), (statement, params))| -> StatementFuture<'_> {
-                    let client: &tokio_postgres::Client = client;
-                    if *step == Step::AdvanceHeads {
-                        Box::pin(
-                            async move { client.query(statement, params).await.map(Reply::Rows) },
-                        )
-                    } else {
-                        Box::pin(async move {
-                            client.execute(statement, params).await.map(|_| Reply::Done)
-                        })
-                    }
-                })
+                .map(
+                    |((step, _, _), (statement, params))| -> StatementFuture<'_> {
+                        let client: &tokio_postgres::Client = client;
+                        if *step == Step::AdvanceHeads {
+                            Box::pin(async move {
+                                client.query(statement, params).await.map(Reply::Rows)
+                            })
+                        } else {
+                            Box::pin(async move {
+                                client.execute(statement, params).await.map(|_| Reply::Done)
+                            })
+                        }
+                    },
+                )
                 .collect();
             self.counters.round_trip(Op::Apply, steps.len() + 2);
             let outcome = pipeline::transaction(client, futures).await;

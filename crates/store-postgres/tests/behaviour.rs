@@ -505,7 +505,10 @@ async fn a_chunk_guessed_new_that_exists_is_upserted() {
     let mut batch = Batch::new();
     batch.set_block(chunk, pos, 1, meta());
     batch.set_block(chunk, BlockPos::new(71, 9, 100), 1, meta());
-    other.apply(&batch).await.expect("created by the other store");
+    other
+        .apply(&batch)
+        .await
+        .expect("created by the other store");
 
     let store: &dyn BlockStore = &first;
     let before = requests(store, "apply");
@@ -516,7 +519,8 @@ async fn a_chunk_guessed_new_that_exists_is_upserted() {
     assert_eq!((receipt.chunks[0].before, receipt.chunks[0].after), (2, 4));
     assert_eq!(requests(store, "apply") - before, 2.0, "one retry");
     let data = store.load_chunk(chunk, 0).await.expect("load");
-    let mut blocks: Vec<(i32, i32, Key)> = data.blocks.iter().map(|b| (b.pos.x, b.w, b.key)).collect();
+    let mut blocks: Vec<(i32, i32, Key)> =
+        data.blocks.iter().map(|b| (b.pos.x, b.w, b.key)).collect();
     blocks.sort_unstable();
     assert_eq!(blocks, [(70, 5, 3), (71, 1, 2), (72, 6, 4)]);
 

@@ -17,6 +17,7 @@ and worst of the runs), for adding to an existing BENCHMARKS.md.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -39,6 +40,10 @@ PLAYER_LOADS_PER_HOUR = 30
 # (to state its share of a player-hour).
 AURORA_ACUS = 4
 AURORA_PLAYERS = 100
+# A small server, for the Data API's price of small batches: its players and
+# the requests of a batch of a few edits in one or two chunks.
+SMALL_SERVER_PLAYERS = 10
+SMALL_BATCH_REQUESTS = 4
 # The issue's targets for the PostgreSQL store, as fractions of COPY into
 # the same table in the same run; a target is met when every run meets it.
 PG_SUSTAINED_TARGET = 0.5
@@ -188,7 +193,13 @@ def histogram_quantiles(metrics_path, name):
 
 
 def dollars(v):
-    return f"${v:,.2f}" if v >= 0.1 else f"${v:.4f}"
+    """Dollars: cents from $0.10 up, two significant digits below."""
+    if v >= 0.1:
+        return f"${v:,.2f}"
+    if v <= 0:
+        return "$0"
+    decimals = 1 - int(math.floor(math.log10(v)))
+    return f"${v:.{decimals}f}"
 
 
 def order(e):
@@ -530,14 +541,14 @@ def ratios(run):
 
 
 def ratio_summary(runs, key):
-    """'median% (worst w%) over N runs', or one run's figure."""
+    """'median% (worst w%)', or one run's figure, and the values."""
     xs = [ratios(r)[key] for r in runs]
     xs = [x for x in xs if x is not None]
     if not xs:
         return "–", []
     if len(xs) == 1:
-        return f"{100 * xs[0]:.0f}%", xs
-    return f"{100 * median(xs):.0f}% (worst {100 * min(xs):.0f}%) over {len(xs)} runs", xs
+        return f"{100 * xs[0]:.1f}%", xs
+    return f"{100 * median(xs):.1f}% (worst {100 * min(xs):.1f}%)", xs
 
 
 def store_target_rows(runs):
@@ -548,11 +559,13 @@ def store_target_rows(runs):
     if imps and suss:
         ok = min(suss) >= PG_SUSTAINED_TARGET and min(imps) >= PG_IMPORT_TARGET
         rows.append(f"| PostgreSQL batched writes ≥ 50% of COPY (sustained update batches; import ≥ 70%), each run "
-                    f"| sustained batches {sus}; import {imp} | {'yes' if ok else 'no'} |")
+                    f"| sustained batches {sus}; import {imp}; {len(runs)} run{'s' if len(runs) > 1 else ''} "
+                    f"| {'yes' if ok else 'no'} |")
     da, das = ratio_summary(runs, "dataapi_import")
     if das:
         ok = min(das) >= DATAAPI_IMPORT_TARGET
-        rows.append(f"| Data API import ≥ 25% of COPY, each run | {da} | {'yes' if ok else 'no'} |")
+        rows.append(f"| Data API import ≥ 25% of COPY, each run | {da}; {len(runs)} run{'s' if len(runs) > 1 else ''} "
+                    f"| {'yes' if ok else 'no'} |")
     return rows
 
 
@@ -597,7 +610,7 @@ def stores_section(st, runs, w):
           "of `COPY` into the same table in the same run: PostgreSQL sustained batches "
           f"{ratio_summary(runs, 'pg_sustained')[0]}, PostgreSQL import "
           f"{ratio_summary(runs, 'pg_import')[0]}, Data API import "
-          f"{ratio_summary(runs, 'dataapi_import')[0]}.\n")
+          f"{ratio_summary(runs, 'dataapi_import')[0]} (median, worst).\n")
     w("Rates tried (worst commit per rate, ms):\n")
     for s in stores:
         steps = ", ".join(f"{st_['rate']:,}/s: {fmt(st_['worst_ms'])}{'' if st_['kept_up'] else ' (missed)'}"
@@ -684,9 +697,14 @@ def stores_section(st, runs, w):
       f"{dollars(aurora_hour)} an hour, shared by {AURORA_PLAYERS} players online "
       f"({dollars(aurora_share)} per player-hour; scale it to your own count). The Data API's "
       "requests come on top of it; DynamoDB on-demand has no capacity charge. "
-      "Per-request prices assume batches as large as this benchmark's: a server with few "
-      "players commits small batches (a few edits a second), and a Data API batch costs about "
-      "4 requests whatever its size, so its price per edit grows as batches shrink.\n")
+      "Per-request prices assume batches as large as this benchmark's. A server with few "
+      "players commits small batches, and a Data API batch costs about "
+      f"{SMALL_BATCH_REQUESTS} requests whatever its size (begin, heads, blocks, commit): "
+      f"at {SMALL_SERVER_PLAYERS} players a server (a commit a second of "
+      f"{SMALL_SERVER_PLAYERS * PLAYER_EDITS_PER_HOUR // 3600} edits) that is "
+      f"{3600 * SMALL_BATCH_REQUESTS // SMALL_SERVER_PLAYERS:,} requests per player-hour, "
+      f"{dollars(3600 * SMALL_BATCH_REQUESTS / SMALL_SERVER_PLAYERS * DATAAPI_REQUEST / 1e6)} "
+      "(chunk loads apart). DynamoDB's price per edit does not depend on the batch.\n")
 
 
 def main():

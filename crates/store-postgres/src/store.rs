@@ -53,11 +53,15 @@ impl KnownChunks {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn contains(&self, p: i64, q: i64) -> bool {
-        match (i32::try_from(p), i32::try_from(q)) {
-            (Ok(p), Ok(q)) => self.set().contains(&ChunkPos::new(p, q)),
-            _ => false,
-        }
+    /// The plan's block rows split into those of chunks not known (for
+    /// `insert_blocks`) and of known ones (for `upsert_blocks`); the set is
+    /// locked once for the whole batch.
+    fn split<'a>(&self, plan: &WritePlan<'a>) -> (Rows<'a>, Rows<'a>) {
+        let set = self.set();
+        plan.split_blocks(|p, q| match (i32::try_from(p), i32::try_from(q)) {
+            (Ok(p), Ok(q)) => !set.contains(&ChunkPos::new(p, q)),
+            _ => true,
+        })
     }
 
     fn add(&self, chunks: impl IntoIterator<Item = ChunkPos>) {
@@ -349,7 +353,7 @@ impl PostgresStore {
         context: &str,
     ) -> StoreResult<ApplyReceipt> {
         let split = match path {
-            BlockPath::Guess => Some(plan.split_blocks(|p, q| !self.known.contains(p, q))),
+            BlockPath::Guess => Some(self.known.split(plan)),
             BlockPath::Upsert => None,
         };
         with_conn!(self, context, |client| {

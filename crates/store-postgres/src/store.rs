@@ -75,6 +75,31 @@ impl KnownChunks {
     }
 }
 
+/// Most block rows in one statement of a batch. A batch's statements are
+/// pipelined: while PostgreSQL runs one piece, the client encodes the next
+/// and the server reads it, instead of the whole set being encoded before
+/// the server starts (a batch of 128,000 edits is 8 statements).
+const PIPELINE_ROWS: usize = 16_384;
+
+/// `rows` for `statement` in pieces of at most [`PIPELINE_ROWS`] (none for
+/// no rows).
+fn pieces<'s, 'a>(statement: &'s RowSql, rows: Rows<'a>) -> Vec<(&'s RowSql, Rows<'a>)> {
+    if rows.len() <= PIPELINE_ROWS {
+        return if rows.is_empty() {
+            Vec::new()
+        } else {
+            vec![(statement, rows)]
+        };
+    }
+    (0..rows.len())
+        .step_by(PIPELINE_ROWS)
+        .map(|start| {
+            let end = (start + PIPELINE_ROWS).min(rows.len());
+            (statement, rows.slice(start..end))
+        })
+        .collect()
+}
+
 /// How a batch's block rows are sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BlockPath {
@@ -352,27 +377,27 @@ impl PostgresStore {
         mispredicted: &AtomicBool,
         context: &str,
     ) -> StoreResult<ApplyReceipt> {
-        let split = match path {
-            BlockPath::Guess => Some(self.known.split(plan)),
-            BlockPath::Upsert => None,
+        let blocks: Vec<(&RowSql, Rows<'_>)> = match path {
+            BlockPath::Guess => {
+                let (fresh, old) = self.known.split(plan);
+                let mut out = pieces(&self.sql.insert_blocks, fresh);
+                out.extend(pieces(&self.sql.upsert_blocks, old));
+                out
+            }
+            BlockPath::Upsert => pieces(
+                &self.sql.upsert_blocks,
+                plan.rows(Step::UpsertBlocks).clone(),
+            ),
         };
         with_conn!(self, context, |client| {
             // One entry per statement: a step may run several.
             let mut steps: Vec<(Step, &RowSql, &Rows<'_>)> = Vec::new();
             for (step, rows) in plan.steps() {
-                match (step, &split) {
-                    (Step::UpsertBlocks, Some((fresh, old))) => {
-                        for (statement, rows) in [
-                            (&self.sql.insert_blocks, fresh),
-                            (&self.sql.upsert_blocks, old),
-                        ] {
-                            if !rows.is_empty() {
-                                steps.push((step, statement, rows));
-                            }
+                match step {
+                    Step::UpsertBlocks => {
+                        for (statement, rows) in &blocks {
+                            steps.push((step, *statement, rows));
                         }
-                    }
-                    (Step::UpsertBlocks, None) => {
-                        steps.push((step, &self.sql.upsert_blocks, rows));
                     }
                     _ => {
                         for statement in self.sql.step(step) {

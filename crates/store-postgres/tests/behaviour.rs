@@ -536,5 +536,28 @@ async fn a_chunk_guessed_new_that_exists_is_upserted() {
     batch.set_block(ChunkPos::new(9, 9), BlockPos::new(290, 9, 290), 7, meta());
     store.apply(&batch).await.expect("insert");
     assert_eq!(requests(store, "apply") - before, 1.0);
+    // A batch of more rows than one statement takes: several pipelined
+    // statements, still one round trip, every row written once.
+    let big = ChunkPos::new(-4, 5);
+    let mut batch = Batch::new();
+    for i in 0..40_000 {
+        let pos = BlockPos::new(-128 + i % 32, 1 + i / 1024, 160 + (i / 32) % 32);
+        batch.set_block(big, pos, 1 + i % 60, meta());
+        batch.set_block(
+            chunk,
+            BlockPos::new(64 + i % 32, 20 + i / 1024, 96 + (i / 32) % 32),
+            2,
+            meta(),
+        );
+    }
+    let before = requests(store, "apply");
+    let receipt = store.apply(&batch).await.expect("large batch");
+    assert_eq!(requests(store, "apply") - before, 1.0);
+    assert_eq!(receipt.chunks.len(), 2);
+    let data = store.load_chunk(big, 0).await.expect("load");
+    assert_eq!(data.blocks.len(), 40_000);
+    assert_eq!(data.head, 40_000);
+    let keys: std::collections::BTreeSet<Key> = data.blocks.iter().map(|b| b.key).collect();
+    assert_eq!(keys.len(), 40_000, "every key once");
     other.close().await.expect("close");
 }

@@ -75,10 +75,11 @@ impl KnownChunks {
     }
 }
 
-/// Most block rows in one statement of a batch. A batch's statements are
-/// pipelined: while PostgreSQL runs one piece, the client encodes the next
-/// and the server reads it, instead of the whole set being encoded before
-/// the server starts (a batch of 128,000 edits is 8 statements).
+/// Most block rows in one upsert statement of a batch. A batch's
+/// statements are pipelined: while PostgreSQL runs one piece, the client
+/// encodes the next and the server reads it, instead of the whole set
+/// being encoded before the server starts (a batch of 128,000 updates is 8
+/// statements).
 const PIPELINE_ROWS: usize = 16_384;
 
 /// `rows` for `statement` in pieces of at most [`PIPELINE_ROWS`] (none for
@@ -380,7 +381,13 @@ impl PostgresStore {
         let blocks: Vec<(&RowSql, Rows<'_>)> = match path {
             BlockPath::Guess => {
                 let (fresh, old) = self.known.split(plan);
-                let mut out = pieces(&self.sql.insert_blocks, fresh);
+                // Inserts go whole: in the benchmark, pieces made imports
+                // slower (each piece plans and joins again; plain inserts
+                // leave the client little to overlap).
+                let mut out = Vec::new();
+                if !fresh.is_empty() {
+                    out.push((&self.sql.insert_blocks, fresh));
+                }
                 out.extend(pieces(&self.sql.upsert_blocks, old));
                 out
             }

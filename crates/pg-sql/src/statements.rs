@@ -105,7 +105,8 @@ impl RowSql {
     }
 
     /// The input columns; the [`Rows`](crate::Rows) given to this statement
-    /// have exactly these.
+    /// have these (`upsert_blocks` and `insert_blocks` take the plan's block
+    /// rows, which also have `n`: bind their columns by name).
     pub fn columns(&self) -> &'static [Column] {
         self.columns
     }
@@ -185,6 +186,21 @@ pub(crate) const BLOCK_COLUMNS: &[Column] = &[
     col("z", I8),
     col("w", I4),
     col("n", I8),
+    col("back", I8),
+    col("user_id", TEXT),
+    col("ms", I8),
+];
+/// Input of `upsert_blocks` and `insert_blocks`, which do not filter on
+/// `n`: [`BLOCK_COLUMNS`] without it, so that store-postgres neither sends
+/// nor unnests a column no one reads (bind by name: the plan's block rows
+/// still have `n`).
+pub(crate) const BLOCK_WRITE_COLUMNS: &[Column] = &[
+    col("p", I8),
+    col("q", I8),
+    col("x", I8),
+    col("y", I8),
+    col("z", I8),
+    col("w", I4),
     col("back", I8),
     col("user_id", TEXT),
     col("ms", I8),
@@ -416,10 +432,10 @@ impl Statements {
             ),
             upsert_blocks: rows(
                 "upsert_blocks",
-                BLOCK_COLUMNS,
+                BLOCK_WRITE_COLUMNS,
                 &block_insert("", BLOCK_UPSERT),
             ),
-            insert_blocks: rows("insert_blocks", BLOCK_COLUMNS, &block_insert("", "")),
+            insert_blocks: rows("insert_blocks", BLOCK_WRITE_COLUMNS, &block_insert("", "")),
             block_steps: [
                 rows(
                     "insert_blocks_new_chunks",

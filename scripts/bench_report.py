@@ -607,10 +607,11 @@ def stores_section(st, runs, w):
       "edits written per second of commit time over that phase.\n")
     if len(runs) > 1:
         w(f"Over the {len(runs)} runs of this benchmark (the tables show the last), as fractions "
-          "of `COPY` into the same table in the same run: PostgreSQL sustained batches "
+          "of `COPY` into the same table in the same run, median and (worst run): "
+          "PostgreSQL sustained batches "
           f"{ratio_summary(runs, 'pg_sustained')[0]}, PostgreSQL import "
           f"{ratio_summary(runs, 'pg_import')[0]}, Data API import "
-          f"{ratio_summary(runs, 'dataapi_import')[0]} (median, worst).\n")
+          f"{ratio_summary(runs, 'dataapi_import')[0]}.\n")
     w("Rates tried (worst commit per rate, ms):\n")
     for s in stores:
         steps = ", ".join(f"{st_['rate']:,}/s: {fmt(st_['worst_ms'])}{'' if st_['kept_up'] else ' (missed)'}"

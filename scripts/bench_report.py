@@ -6,6 +6,9 @@ idle, fleet), the criterion output directory, and the Prometheus text of
 the server that answered the chunk-answer swarm. With --fleet-only, only
 the "Fleet" section (and its target) is written, from the fleet lines.
 
+`--stores-only` prints just the store targets and the "Stores" section (the
+last run's tables, the ratios to COPY over every run).
+
 `--features-only` prints just the sections of `craft-bench features`
 (drafts, history, migration), over every run found in the results (median
 and worst of the runs), for adding to an existing BENCHMARKS.md.
@@ -14,6 +17,7 @@ and worst of the runs), for adding to an existing BENCHMARKS.md.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -28,6 +32,23 @@ PRICE_DATE = "2024-11-01"
 DYNAMODB_WRU = 0.625  # per million write request units
 DYNAMODB_RRU = 0.125  # per million read request units
 DATAAPI_REQUEST = 0.35  # per million requests (first billion/month), 32 KiB units
+AURORA_ACU_HOUR = 0.12  # Aurora Serverless v2 (Aurora Standard), per ACU-hour
+# What a player costs: an edit about every 2 s, about 30 chunk loads an hour.
+PLAYER_EDITS_PER_HOUR = 1800
+PLAYER_LOADS_PER_HOUR = 30
+# The Aurora cluster the SQL backends need, and the players it is shared by
+# (to state its share of a player-hour).
+AURORA_ACUS = 4
+AURORA_PLAYERS = 100
+# A small server, for the Data API's price of small batches: its players and
+# the requests of a batch of a few edits in one or two chunks.
+SMALL_SERVER_PLAYERS = 10
+SMALL_BATCH_REQUESTS = 4
+# The issue's targets for the PostgreSQL store, as fractions of COPY into
+# the same table in the same run; a target is met when every run meets it.
+PG_SUSTAINED_TARGET = 0.5
+PG_IMPORT_TARGET = 0.7
+DATAAPI_IMPORT_TARGET = 0.25
 
 TARGETS = {
     "one_chunk_p99_ms": 100.0,
@@ -42,7 +63,8 @@ FLEET_MIN_RUNS = 3
 
 
 def load_results(path):
-    out = {"stores": None, "swarms": {}, "idle": None, "fleet": [], "features": {}}
+    out = {"stores": None, "stores_runs": [], "swarms": {}, "idle": None, "fleet": [],
+           "features": {}}
     for line in Path(path).read_text().splitlines():
         line = line.strip()
         if not line:
@@ -51,6 +73,7 @@ def load_results(path):
         kind = r.get("kind")
         if kind == "stores":
             out["stores"] = r
+            out["stores_runs"].append(r)
         elif kind == "swarm":
             out["swarms"][r.get("label", r.get("chunks"))] = r
         elif kind == "idle":
@@ -170,7 +193,13 @@ def histogram_quantiles(metrics_path, name):
 
 
 def dollars(v):
-    return f"${v:,.2f}" if v >= 0.1 else f"${v:.4f}"
+    """Dollars: cents from $0.10 up, two significant digits below."""
+    if v >= 0.1:
+        return f"${v:,.2f}"
+    if v <= 0:
+        return "$0"
+    decimals = 1 - int(math.floor(math.log10(v)))
+    return f"${v:.{decimals}f}"
 
 
 def order(e):
@@ -495,6 +524,190 @@ def features_sections(features, command=None):
     return out
 
 
+def ratios(run):
+    """This run's ratios to COPY into the same table: PostgreSQL import and
+    sustained (back-to-back) batches, Data API import. None when missing."""
+    find = lambda xs, key, v: next((x for x in xs if x[key] == v), None)
+    copy = find(run["baselines"], "name", "postgres-copy")
+    pg = find(run["stores"], "backend", "postgres")
+    da = find(run["stores"], "backend", "dataapi")
+    c = copy["import_rows_per_s"] if copy else None
+    div = lambda a: a / c if (a is not None and c) else None
+    return {
+        "pg_import": div(pg["import"]["edits_per_s"]) if pg else None,
+        "pg_sustained": div(pg["sustain"]["throughput_edits_per_s"]) if pg else None,
+        "dataapi_import": div(da["import"]["edits_per_s"]) if da else None,
+    }
+
+
+def ratio_summary(runs, key):
+    """'median% (worst w%)', or one run's figure, and the values."""
+    xs = [ratios(r)[key] for r in runs]
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "–", []
+    if len(xs) == 1:
+        return f"{100 * xs[0]:.1f}%", xs
+    return f"{100 * median(xs):.1f}% (worst {100 * min(xs):.1f}%)", xs
+
+
+def store_target_rows(runs):
+    """The Targets rows of the store benchmark, over every stores run."""
+    rows = []
+    imp, imps = ratio_summary(runs, "pg_import")
+    sus, suss = ratio_summary(runs, "pg_sustained")
+    if imps and suss:
+        ok = min(suss) >= PG_SUSTAINED_TARGET and min(imps) >= PG_IMPORT_TARGET
+        rows.append(f"| PostgreSQL batched writes ≥ 50% of COPY (sustained update batches; import ≥ 70%), each run "
+                    f"| sustained batches {sus}; import {imp}; {len(runs)} run{'s' if len(runs) > 1 else ''} "
+                    f"| {'yes' if ok else 'no'} |")
+    da, das = ratio_summary(runs, "dataapi_import")
+    if das:
+        ok = min(das) >= DATAAPI_IMPORT_TARGET
+        rows.append(f"| Data API import ≥ 25% of COPY, each run | {da}; {len(runs)} run{'s' if len(runs) > 1 else ''} "
+                    f"| {'yes' if ok else 'no'} |")
+    return rows
+
+
+def stores_section(st, runs, w):
+    """The "Stores" section: the last run's tables, the ratios over every
+    run, and the cost on AWS."""
+    stores = st["stores"]
+    base = {b["name"]: b for b in st["baselines"]}
+    w("## Stores\n")
+    w("Each store starts empty. `craft-bench stores` (see `crates/benches/README.md`) imports "
+      f"a world of {st['import_edits']:,} block changes (1,000 per chunk) in batches of 50,000, "
+      "then measures sustained durable edits at the default 1 s commit interval, chunk loads, "
+      "and incremental sync. DynamoDB runs on moto and the Data API on dataapi-local over "
+      "the same PostgreSQL: their times show the protocol's overhead on this machine, not "
+      "AWS's latency; their request and capacity counts are what AWS would bill.\n")
+
+    w("### Import and sustained writes\n")
+    w("| store | import edits | import edits/s | vs baseline | sustained edits/s at 1 s | back-to-back edits/s | requests / 1,000 edits |")
+    w("|---|---|---|---|---|---|---|")
+    for s in stores:
+        b = base.get("sqlite-insert") if s["backend"] == "sqlite" else base.get("postgres-copy") \
+            if s["backend"] in ("postgres", "dataapi") else None
+        rel = pct(s["import"]["edits_per_s"], b["import_rows_per_s"]) + f" of {b['name']}" if b else "–"
+        sus = s["sustain"]
+        w(f"| {s['label']} | {s['import']['edits']:,}{' (cut short)' if s['import']['truncated'] else ''} "
+          f"| {fmt(s['import']['edits_per_s'])} | {rel} "
+          f"| {'≥ ' if sus['capped'] else ''}{sus['sustained_edits_per_s']:,} "
+          f"| {fmt(sus['throughput_edits_per_s'])} "
+          f"| {fmt(usage(sus['per_1000'], 'store_requests_total'))} |")
+    for b in st["baselines"]:
+        w(f"| baseline: {b['name']} | {b['import_rows']:,} | {fmt(b['import_rows_per_s'])} | 100% | | | |")
+    w("")
+    w("*Cut short*: the import stopped at its time budget or at a per-store limit "
+      "(`--import-limit`: DynamoDB gets a 100,000-change world because moto, one Python "
+      "process, slows down as its table grows); the rate is what it reached meanwhile.\n")
+    w("*Sustained* is the highest rate (doubling from 1,000/s) at which every commit of one "
+      "interval's batch (rate × 1 s, over 100 busy chunks, updates and inserts) finished within "
+      "the interval; `≥` means the benchmark's ceiling was reached first. *Back-to-back* is the "
+      "edits written per second of commit time over that phase.\n")
+    if len(runs) > 1:
+        w(f"Over the {len(runs)} runs of this benchmark (the tables show the last), as fractions "
+          "of `COPY` into the same table in the same run, median and (worst run): "
+          "PostgreSQL sustained batches "
+          f"{ratio_summary(runs, 'pg_sustained')[0]}, PostgreSQL import "
+          f"{ratio_summary(runs, 'pg_import')[0]}, Data API import "
+          f"{ratio_summary(runs, 'dataapi_import')[0]}.\n")
+    w("Rates tried (worst commit per rate, ms):\n")
+    for s in stores:
+        steps = ", ".join(f"{st_['rate']:,}/s: {fmt(st_['worst_ms'])}{'' if st_['kept_up'] else ' (missed)'}"
+                          for st_ in s["sustain"]["steps"])
+        w(f"- {s['label']}: {steps}")
+    w("")
+
+    w("### Chunk loads (`load_chunk(chunk, 0)`)\n")
+    sizes = [l["changes"] for l in stores[0]["loads"]] if stores else []
+    w("| store | " + " | ".join(f"{n:,} changes p50 / p99 ms" for n in sizes) + " | requests per load |")
+    w("|---|" + "---|" * len(sizes) + "---|")
+    for s in stores:
+        cells = [f"{fmt(l['latency']['p50_ms'])} / {fmt(l['latency']['p99_ms'])}" for l in s["loads"]]
+        reqs = ", ".join(fmt(usage(l["per_load"], "store_requests_total")) for l in s["loads"])
+        w(f"| {s['label']} | " + " | ".join(cells) + f" | {reqs} |")
+    for b in st["baselines"]:
+        cells = [f"{fmt(l['latency']['p50_ms'])} / {fmt(l['latency']['p99_ms'])}" for l in b["loads"]]
+        w(f"| baseline: {b['name']} (one SELECT) | " + " | ".join(cells) + " | 1 |")
+    w("")
+    w("Store loads return blocks with their keys plus every light and sign of the chunk; "
+      "the baselines read only the block rows.\n")
+
+    w("### Incremental sync\n")
+    w("| store | load since held key (10 new edits) p50 / p99 ms | `changed_chunks` over N chunks (10 changed) p50 / p99 ms | requests per `changed_chunks` |")
+    w("|---|---|---|---|")
+    for s in stores:
+        y = s["sync"]
+        w(f"| {s['label']} | {fmt(y['load_since']['p50_ms'])} / {fmt(y['load_since']['p99_ms'])} "
+          f"| N = {y['held']:,}: {fmt(y['changed_chunks']['p50_ms'])} / {fmt(y['changed_chunks']['p99_ms'])} "
+          f"| {fmt(usage(y['per_changed_chunks'], 'store_requests_total'))} |")
+    w("")
+
+    w("### What it costs on AWS\n")
+    w(f"Prices: us-east-1, AWS price list as of {PRICE_DATE} (DynamoDB on-demand "
+      f"${DYNAMODB_WRU} per million write request units, ${DYNAMODB_RRU} per million read "
+      f"request units; Data API ${DATAAPI_REQUEST} per million requests, each request "
+      f"metered in 32 KiB units of payload; Aurora Serverless v2 ${AURORA_ACU_HOUR} per ACU-hour). "
+      "Per-request figures are the stores' own counters over the sustained phase (batches of "
+      "1,000 to tens of thousands of edits) and over loads of a 1,000-change chunk. "
+      f"A player-hour is {PLAYER_EDITS_PER_HOUR:,} edits (one every 2 s) and "
+      f"{PLAYER_LOADS_PER_HOUR} chunk loads. Storage, data transfer and Aurora I/O "
+      "(Aurora Standard) are extra.\n")
+    w("| store | per 1,000 sustained edits | per chunk load (1,000 changes) | price of 1,000,000 edits | price per player-hour |")
+    w("|---|---|---|---|---|")
+    aurora_hour = AURORA_ACUS * AURORA_ACU_HOUR
+    aurora_share = aurora_hour / AURORA_PLAYERS
+    for s in stores:
+        per = s["sustain"]["per_1000"]
+        load = s["loads"][1]["per_load"] if len(s["loads"]) > 1 else {}
+        if s["backend"] == "dynamodb":
+            wcu = usage(per, "dynamodb_estimated_write_capacity_units_total") or 0
+            rcu = usage(per, "dynamodb_estimated_read_capacity_units_total") or 0
+            lrcu = usage(load, "dynamodb_estimated_read_capacity_units_total") or 0
+            lwcu = usage(load, "dynamodb_estimated_write_capacity_units_total") or 0
+            edit = (wcu * DYNAMODB_WRU + rcu * DYNAMODB_RRU) / 1e6 / 1000
+            one_load = (lrcu * DYNAMODB_RRU + lwcu * DYNAMODB_WRU) / 1e6
+            hour = PLAYER_EDITS_PER_HOUR * edit + PLAYER_LOADS_PER_HOUR * one_load
+            w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} requests, {fmt(wcu)} WRU, "
+              f"{fmt(rcu)} RRU (estimated by the store; moto reports "
+              f"{fmt(usage(per, 'dynamodb_consumed_write_capacity_units_total'))} consumed WCU) "
+              f"| {fmt(usage(load, 'store_requests_total'))} requests, {fmt(lrcu)} RRU "
+              f"| {dollars(edit * 1e6)} | {dollars(hour)} |")
+        elif s["backend"] == "dataapi":
+            units = usage(per, "dataapi_billed_request_units_total") or 0
+            lunits = usage(load, "dataapi_billed_request_units_total") or 0
+            edit = units * DATAAPI_REQUEST / 1e6 / 1000
+            one_load = lunits * DATAAPI_REQUEST / 1e6
+            hour = PLAYER_EDITS_PER_HOUR * edit + PLAYER_LOADS_PER_HOUR * one_load
+            w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} requests, "
+              f"{fmt(units)} billed 32 KiB units | "
+              f"{fmt(usage(load, 'store_requests_total'))} requests, {fmt(lunits)} units "
+              f"| {dollars(edit * 1e6)} (+ Aurora) | {dollars(hour)} (+ Aurora: {dollars(aurora_share)}) |")
+        elif s["backend"] == "postgres":
+            w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} round trips "
+              f"| {fmt(usage(load, 'store_requests_total'))} round trips "
+              f"| no per-request price (Aurora) | Aurora: {dollars(aurora_share)} |")
+        else:
+            w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} round trips "
+              f"| {fmt(usage(load, 'store_requests_total'))} round trips | no per-request price "
+              "| the server's disk |")
+    w("")
+    w(f"*Aurora*: the PostgreSQL store and the Data API run on an Aurora cluster, billed by "
+      f"capacity whatever the traffic: assumed here {AURORA_ACUS} ACUs of Serverless v2, "
+      f"{dollars(aurora_hour)} an hour, shared by {AURORA_PLAYERS} players online "
+      f"({dollars(aurora_share)} per player-hour; scale it to your own count). The Data API's "
+      "requests come on top of it; DynamoDB on-demand has no capacity charge. "
+      "Per-request prices assume batches as large as this benchmark's. A server with few "
+      "players commits small batches, and a Data API batch costs about "
+      f"{SMALL_BATCH_REQUESTS} requests whatever its size (begin, heads, blocks, commit): "
+      f"at {SMALL_SERVER_PLAYERS} players a server (a commit a second of "
+      f"{SMALL_SERVER_PLAYERS * PLAYER_EDITS_PER_HOUR // 3600} edits) that is "
+      f"{3600 * SMALL_BATCH_REQUESTS // SMALL_SERVER_PLAYERS:,} requests per player-hour, "
+      f"{dollars(3600 * SMALL_BATCH_REQUESTS / SMALL_SERVER_PLAYERS * DATAAPI_REQUEST / 1e6)} "
+      "(chunk loads apart). DynamoDB's price per edit does not depend on the batch.\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
@@ -505,12 +718,26 @@ def main():
     ap.add_argument("--fleet-only", action="store_true")
     ap.add_argument("--features-only", action="store_true",
                     help="print only the sections of craft-bench features")
+    ap.add_argument("--stores-only", action="store_true",
+                    help="print only the store targets and the \"Stores\" section, over every "
+                         "stores run found in the results (for updating an existing BENCHMARKS.md)")
     ap.add_argument("--features-command",
                     help="the command that produced the features results (shown with them)")
     args = ap.parse_args()
     res = load_results(args.results)
     if args.fleet_only:
         fleet_only(args, res)
+        return
+    if args.stores_only:
+        out = []
+        w = out.append
+        if res["stores"]:
+            w("| target | measured | met |")
+            w("|---|---|---|")
+            out.extend(store_target_rows(res["stores_runs"]))
+            w("")
+            stores_section(res["stores"], res["stores_runs"], w)
+        print("\n".join(out))
         return
     if args.features_only:
         print("\n".join(features_sections(res["features"], args.features_command)))
@@ -575,114 +802,13 @@ def main():
           f"{fmt(chunk_hist['p50_ms'])} ms ({chunk_hist['count']:,} answers; server histogram bucket bounds) "
           f"| {'yes' if ok else 'no'} |")
     if st:
-        pg = next((s for s in st["stores"] if s["backend"] == "postgres"), None)
-        copy = next((b for b in st["baselines"] if b["name"] == "postgres-copy"), None)
-        if pg and copy:
-            r = pg["import"]["edits_per_s"] / copy["import_rows_per_s"]
-            w(f"| PostgreSQL batched writes ≥ 50% of COPY | import {pct(pg['import']['edits_per_s'], copy['import_rows_per_s'])} "
-              f"of COPY; sustained batches {pct(pg['sustain']['throughput_edits_per_s'], copy['import_rows_per_s'])} "
-              f"| {'yes' if r >= 0.5 else 'no'} |")
+        out.extend(store_target_rows(res["stores_runs"]))
     out.extend(fleet_target_rows(res["fleet"]))
     w("")
 
     # --- stores -----------------------------------------------------------
     if st:
-        stores = st["stores"]
-        base = {b["name"]: b for b in st["baselines"]}
-        w("## Stores\n")
-        w("Each store starts empty. `craft-bench stores` (see `crates/benches/README.md`) imports "
-          f"a world of {st['import_edits']:,} block changes (1,000 per chunk) in batches of 50,000, "
-          "then measures sustained durable edits at the default 1 s commit interval, chunk loads, "
-          "and incremental sync. DynamoDB runs on moto and the Data API on dataapi-local over "
-          "the same PostgreSQL: their times show the protocol's overhead on this machine, not "
-          "AWS's latency; their request and capacity counts are what AWS would bill.\n")
-
-        w("### Import and sustained writes\n")
-        w("| store | import edits | import edits/s | vs baseline | sustained edits/s at 1 s | back-to-back edits/s | requests / 1,000 edits |")
-        w("|---|---|---|---|---|---|---|")
-        for s in stores:
-            b = base.get("sqlite-insert") if s["backend"] == "sqlite" else base.get("postgres-copy") \
-                if s["backend"] in ("postgres", "dataapi") else None
-            rel = pct(s["import"]["edits_per_s"], b["import_rows_per_s"]) + f" of {b['name']}" if b else "–"
-            sus = s["sustain"]
-            w(f"| {s['label']} | {s['import']['edits']:,}{' (cut short)' if s['import']['truncated'] else ''} "
-              f"| {fmt(s['import']['edits_per_s'])} | {rel} "
-              f"| {'≥ ' if sus['capped'] else ''}{sus['sustained_edits_per_s']:,} "
-              f"| {fmt(sus['throughput_edits_per_s'])} "
-              f"| {fmt(usage(sus['per_1000'], 'store_requests_total'))} |")
-        for b in st["baselines"]:
-            w(f"| baseline: {b['name']} | {b['import_rows']:,} | {fmt(b['import_rows_per_s'])} | 100% | | | |")
-        w("")
-        w("*Cut short*: the import stopped at its time budget or at a per-store limit "
-          "(`--import-limit`: DynamoDB gets a 100,000-change world because moto, one Python "
-          "process, slows down as its table grows); the rate is what it reached meanwhile.\n")
-        w("*Sustained* is the highest rate (doubling from 1,000/s) at which every commit of one "
-          "interval's batch (rate × 1 s, over 100 busy chunks, updates and inserts) finished within "
-          "the interval; `≥` means the benchmark's ceiling was reached first. *Back-to-back* is the "
-          "edits written per second of commit time over that phase.\n")
-        w("Rates tried (worst commit per rate, ms):\n")
-        for s in stores:
-            steps = ", ".join(f"{st_['rate']:,}/s: {fmt(st_['worst_ms'])}{'' if st_['kept_up'] else ' (missed)'}"
-                              for st_ in s["sustain"]["steps"])
-            w(f"- {s['label']}: {steps}")
-        w("")
-
-        w("### Chunk loads (`load_chunk(chunk, 0)`)\n")
-        sizes = [l["changes"] for l in stores[0]["loads"]] if stores else []
-        w("| store | " + " | ".join(f"{n:,} changes p50 / p99 ms" for n in sizes) + " | requests per load |")
-        w("|---|" + "---|" * len(sizes) + "---|")
-        for s in stores:
-            cells = [f"{fmt(l['latency']['p50_ms'])} / {fmt(l['latency']['p99_ms'])}" for l in s["loads"]]
-            reqs = ", ".join(fmt(usage(l["per_load"], "store_requests_total")) for l in s["loads"])
-            w(f"| {s['label']} | " + " | ".join(cells) + f" | {reqs} |")
-        for b in st["baselines"]:
-            cells = [f"{fmt(l['latency']['p50_ms'])} / {fmt(l['latency']['p99_ms'])}" for l in b["loads"]]
-            w(f"| baseline: {b['name']} (one SELECT) | " + " | ".join(cells) + " | 1 |")
-        w("")
-        w("Store loads return blocks with their keys plus every light and sign of the chunk; "
-          "the baselines read only the block rows.\n")
-
-        w("### Incremental sync\n")
-        w("| store | load since held key (10 new edits) p50 / p99 ms | `changed_chunks` over N chunks (10 changed) p50 / p99 ms | requests per `changed_chunks` |")
-        w("|---|---|---|---|")
-        for s in stores:
-            y = s["sync"]
-            w(f"| {s['label']} | {fmt(y['load_since']['p50_ms'])} / {fmt(y['load_since']['p99_ms'])} "
-              f"| N = {y['held']:,}: {fmt(y['changed_chunks']['p50_ms'])} / {fmt(y['changed_chunks']['p99_ms'])} "
-              f"| {fmt(usage(y['per_changed_chunks'], 'store_requests_total'))} |")
-        w("")
-
-        w("### What it costs on AWS\n")
-        w(f"Prices: us-east-1, AWS price list as of {PRICE_DATE} (DynamoDB on-demand "
-          f"${DYNAMODB_WRU} per million write request units, ${DYNAMODB_RRU} per million read "
-          f"request units; Data API ${DATAAPI_REQUEST} per million requests, each request "
-          "metered in 32 KiB units of payload). Storage, Aurora capacity units and data transfer "
-          "are extra.\n")
-        w("| store | per 1,000 sustained edits | per chunk load (1,000 changes) | price of 1,000,000 edits |")
-        w("|---|---|---|---|")
-        for s in stores:
-            per = s["sustain"]["per_1000"]
-            load = s["loads"][1]["per_load"] if len(s["loads"]) > 1 else {}
-            if s["backend"] == "dynamodb":
-                wcu = usage(per, "dynamodb_estimated_write_capacity_units_total")
-                rcu = usage(per, "dynamodb_estimated_read_capacity_units_total") or 0
-                lrcu = usage(load, "dynamodb_estimated_read_capacity_units_total")
-                price = ((wcu or 0) * DYNAMODB_WRU + rcu * DYNAMODB_RRU) / 1e6 * 1000
-                w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} requests, {fmt(wcu)} WRU, "
-                  f"{fmt(rcu)} RRU (estimated by the store; moto reports "
-                  f"{fmt(usage(per, 'dynamodb_consumed_write_capacity_units_total'))} consumed WCU) "
-                  f"| {fmt(usage(load, 'store_requests_total'))} requests, {fmt(lrcu)} RRU | {dollars(price)} |")
-            elif s["backend"] == "dataapi":
-                units = usage(per, "dataapi_billed_request_units_total")
-                price = (units or 0) * DATAAPI_REQUEST / 1e6 * 1000
-                w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} requests, "
-                  f"{fmt(units)} billed 32 KiB units | "
-                  f"{fmt(usage(load, 'store_requests_total'))} requests, "
-                  f"{fmt(usage(load, 'dataapi_billed_request_units_total'))} units | {dollars(price)} (+ Aurora ACUs) |")
-            else:
-                w(f"| {s['label']} | {fmt(usage(per, 'store_requests_total'))} round trips "
-                  f"| {fmt(usage(load, 'store_requests_total'))} round trips | no per-request price |")
-        w("")
+        stores_section(st, res["stores_runs"], w)
 
     # --- features -----------------------------------------------------------
     out.extend(features_sections(res["features"], args.features_command))

@@ -6,8 +6,9 @@
 //!   statement, one transaction per batch, same pragmas as `store-sqlite`
 //!   (WAL, `synchronous=FULL`); loads are one `SELECT` by chunk.
 //! - PostgreSQL: `COPY` into a table equal to `store-postgres`'s `block`
-//!   (same columns, primary key and index), one `COPY` per batch; loads are
-//!   one `SELECT` by chunk.
+//!   (same columns, primary key and storage parameters as of pg-sql's
+//!   migration 4: no `(p, q, key)` index, `fillfactor = 50`), one `COPY`
+//!   per batch; loads are one `SELECT` by chunk.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -155,8 +156,7 @@ pub async fn postgres(config: &StoresConfig, url: &str) -> Result<BaselineReport
                  x bigint NOT NULL, y bigint NOT NULL, z bigint NOT NULL,
                  w integer NOT NULL, key bigint NOT NULL, user_id text,
                  updated_at timestamptz NOT NULL DEFAULT now(),
-                 PRIMARY KEY (p, q, x, y, z));
-             CREATE INDEX ON {schema}.block (p, q, key);"
+                 PRIMARY KEY (p, q, x, y, z)) WITH (fillfactor = 50);"
         ))
         .await
         .map_err(err)?;

@@ -17,6 +17,27 @@ pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
 /// (ExecuteStatementResponse in the API reference.)
 pub const MAX_JSON_BYTES: usize = 10 * 1024 * 1024;
 
+/// The limit on one row of a result: "The Data API size limit is 64 KB per
+/// row in the result set returned by the database. Make sure each row in a
+/// result set is less than or equal to 64 KB." (Aurora user guide, Data
+/// API limitations.) Read as 64 KiB of column values, the bytes PostgreSQL
+/// sends for the row, as the response limit is counted here.
+pub const MAX_ROW_BYTES: usize = 64 * 1024;
+
+/// The message for a row over [`MAX_ROW_BYTES`]. The Aurora guide gives no
+/// wording; this is the heading the Redshift Data API's troubleshooting
+/// guide gives for the same 64 KB-per-row limit, with the sizes as the
+/// MySQL connector behind that wording prints them.
+pub fn row_too_large(size: usize, limit: usize) -> String {
+    format!("Packet for query is too large ({size} > {limit})")
+}
+
+/// Whether `message` refuses an answer for its size (the whole answer or
+/// one row): the statement ran, its answer was dropped.
+pub fn is_oversized(message: &str) -> bool {
+    message == TOO_LARGE || message.starts_with("Packet for query is too large")
+}
+
 /// The message the service sends when a result is over the limit: the
 /// heading of the Aurora user guide's troubleshooting entry, and the text
 /// client libraries tested against AWS match. (Aurora Serverless v1 said
@@ -34,6 +55,8 @@ pub struct ExecOptions {
     pub return_types: ReturnTypes,
     /// The result size limit in bytes.
     pub max_result_bytes: usize,
+    /// The size limit of one result row in bytes.
+    pub max_row_bytes: usize,
 }
 
 /// The result of one statement.
@@ -106,11 +129,19 @@ pub async fn execute(
     let mut size = 0usize;
     while let Some(row) = stream.try_next().await? {
         let mut out = Vec::with_capacity(kinds.len());
+        let mut row_size = 0usize;
         for (i, kind) in kinds.iter().enumerate() {
             let raw: Raw<'_> = row.try_get(i)?;
-            size += raw.0.map_or(0, <[u8]>::len);
+            row_size += raw.0.map_or(0, <[u8]>::len);
             out.push(values::decode(*kind, raw.0, opts.return_types).map_err(decode_error)?);
         }
+        if row_size > opts.max_row_bytes {
+            return Err(ApiError::BadRequest(row_too_large(
+                row_size,
+                opts.max_row_bytes,
+            )));
+        }
+        size += row_size;
         if size > opts.max_result_bytes {
             return Err(ApiError::BadRequest(TOO_LARGE.into()));
         }

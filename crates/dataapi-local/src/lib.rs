@@ -100,6 +100,9 @@ pub struct Options {
     /// The result size limit in bytes (the service: 1 MiB).
     #[arg(long, default_value_t = exec::MAX_RESULT_BYTES)]
     pub max_result_bytes: usize,
+    /// The size limit of one result row in bytes (the service: 64 KB).
+    #[arg(long, default_value_t = exec::MAX_ROW_BYTES)]
+    pub max_row_bytes: usize,
 }
 
 impl Options {
@@ -116,6 +119,7 @@ impl Options {
             resuming_for: None,
             schema_parameter: SchemaMode::Reject,
             max_result_bytes: exec::MAX_RESULT_BYTES,
+            max_row_bytes: exec::MAX_ROW_BYTES,
         }
     }
 }
@@ -148,6 +152,7 @@ impl std::fmt::Debug for Options {
             .field("resuming_for", &self.resuming_for)
             .field("schema_parameter", &self.schema_parameter)
             .field("max_result_bytes", &self.max_result_bytes)
+            .field("max_row_bytes", &self.max_row_bytes)
             .finish()
     }
 }
@@ -234,7 +239,10 @@ pub async fn start(options: Options) -> Result<RunningServer, StartError> {
         options.schema_parameter,
         options.resuming_calls,
         options.resuming_for,
-        options.max_result_bytes,
+        server::AnswerLimits {
+            result_bytes: options.max_result_bytes,
+            row_bytes: options.max_row_bytes,
+        },
     ));
     spawn_reaper(Arc::downgrade(&state), state.txns.reap_interval());
     let (tx, rx) = oneshot::channel::<()>();

@@ -53,6 +53,15 @@ struct Resuming {
     until: Option<Instant>,
 }
 
+/// The size limits of an answer (the service: 1 MiB, 64 KB a row).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AnswerLimits {
+    /// The whole result, in bytes.
+    pub(crate) result_bytes: usize,
+    /// One row of it, in bytes.
+    pub(crate) row_bytes: usize,
+}
+
 /// Everything the handlers share.
 pub struct AppState {
     pub(crate) pool: Pool,
@@ -61,6 +70,7 @@ pub struct AppState {
     statement_timeout: Duration,
     schema_mode: SchemaMode,
     max_result_bytes: usize,
+    max_row_bytes: usize,
 }
 
 impl AppState {
@@ -71,7 +81,7 @@ impl AppState {
         schema_mode: SchemaMode,
         resuming_calls: u64,
         resuming_for: Option<Duration>,
-        max_result_bytes: usize,
+        limits: AnswerLimits,
     ) -> AppState {
         AppState {
             pool,
@@ -82,7 +92,8 @@ impl AppState {
             }),
             statement_timeout,
             schema_mode,
-            max_result_bytes,
+            max_result_bytes: limits.result_bytes,
+            max_row_bytes: limits.row_bytes,
         }
     }
 
@@ -515,8 +526,8 @@ async fn run(
                     Err(ApiError::Database(_) | ApiError::DatabaseUnavailable(_)) => true,
                     // The service ends a transaction whose statement returned
                     // too much (aurora-data-api's tests against AWS record
-                    // the change).
-                    Err(ApiError::BadRequest(m)) => m == exec::TOO_LARGE,
+                    // the change); a row over its limit is taken alike.
+                    Err(ApiError::BadRequest(m)) => exec::is_oversized(m),
                     _ => false,
                 };
                 if aborts {
@@ -628,6 +639,7 @@ async fn execute_inner(
         json,
         return_types: return_types(&req.result_set_options)?,
         max_result_bytes: state.max_result_bytes,
+        max_row_bytes: state.max_row_bytes,
     };
     let params = params::bind(
         &rewritten.names,

@@ -339,10 +339,16 @@ async fn updates_report_counts_and_no_generated_fields() {
 #[tokio::test]
 async fn results_over_one_mebibyte_are_refused() {
     let Some(h) = harness().await else { return };
-    let out = h.exec("SELECT repeat('x', 1000000)").send().await.unwrap();
-    assert!(matches!(&out.records()[0][0], Field::StringValue(s) if s.len() == 1_000_000));
+    // 17 rows of 60,000 bytes: 1,020,000 bytes, under 1 MiB.
+    let out = h
+        .exec("SELECT repeat('x', 60000) FROM generate_series(1, 17)")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.records().len(), 17);
+    assert!(matches!(&out.records()[0][0], Field::StringValue(s) if s.len() == 60_000));
     let error = db_error(
-        h.exec("SELECT repeat('x', 600000) FROM generate_series(1, 2)")
+        h.exec("SELECT repeat('x', 60000) FROM generate_series(1, 20)")
             .send()
             .await
             .unwrap_err(),
@@ -355,7 +361,70 @@ async fn results_over_one_mebibyte_are_refused() {
     // Inside a transaction, it ends the transaction.
     let id = h.begin().await;
     let error = db_error(
-        h.exec("SELECT repeat('x', 600000) FROM generate_series(1, 2)")
+        h.exec("SELECT repeat('x', 60000) FROM generate_series(1, 20)")
+            .transaction_id(&id)
+            .send()
+            .await
+            .unwrap_err(),
+    );
+    assert!(error.is_bad_request_exception(), "{error:?}");
+    let error = db_error(
+        h.exec("SELECT 1")
+            .transaction_id(&id)
+            .send()
+            .await
+            .unwrap_err(),
+    );
+    assert!(error.is_transaction_not_found_exception(), "{error:?}");
+    h.finish().await;
+}
+
+/// "The Data API size limit is 64 KB per row in the result set returned by
+/// the database": a row of exactly 64 KiB comes back, one byte more is
+/// refused whatever the rest of the answer, and ends a transaction like
+/// an answer over 1 MiB.
+#[tokio::test]
+async fn result_rows_over_64_kib_are_refused() {
+    let Some(h) = harness().await else { return };
+    let out = h
+        .exec("SELECT repeat('x', 32768), repeat('y', 32768)")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.records()[0].len(), 2);
+    for sql in [
+        "SELECT repeat('x', 65537)",
+        "SELECT repeat('x', 32768), repeat('y', 32769)",
+        "SELECT 1, repeat('x', 70000) FROM generate_series(1, 1)",
+    ] {
+        let error = db_error(h.exec(sql).send().await.unwrap_err());
+        assert!(error.is_bad_request_exception(), "{sql}: {error:?}");
+        let message = error.message().unwrap_or_default();
+        assert!(
+            message.starts_with("Packet for query is too large (")
+                && message.ends_with(" > 65536)"),
+            "{sql}: {message}"
+        );
+    }
+    // Rows written are not limited: only what comes back.
+    let big = h.t("big");
+    h.exec(format!("CREATE TABLE {big} (t text)"))
+        .send()
+        .await
+        .unwrap();
+    h.exec(format!("INSERT INTO {big} SELECT repeat('x', 100000)"))
+        .send()
+        .await
+        .unwrap();
+    let out = h
+        .exec(format!("SELECT length(t) FROM {big}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(out.records()[0][0], Field::LongValue(100_000)));
+    let id = h.begin().await;
+    let error = db_error(
+        h.exec(format!("SELECT t FROM {big}"))
             .transaction_id(&id)
             .send()
             .await

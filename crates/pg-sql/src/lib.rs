@@ -13,7 +13,7 @@
 //! | table | columns | keys |
 //! |---|---|---|
 //! | `chunk` | `p, q, key` | primary `(p, q)`: the chunk's head (key counter) |
-//! | `block` | `p, q, x, y, z` (bigint), `w`, `key`, `user_id`, `updated_at` | primary `(p, q, x, y, z)`; index `(p, q, key)` |
+//! | `block` | `p, q, x, y, z` (bigint), `w`, `key`, `user_id`, `updated_at` | primary `(p, q, x, y, z)`; `fillfactor = 50` (migration 4: updates stay on their page, HOT) |
 //! | `light` | `p, q, x, y, z`, `w`, `key`, `user_id`, `updated_at` | primary `(p, q, x, y, z)` |
 //! | `sign` | `p, q, x, y, z, face`, `text`, `key`, `user_id`, `updated_at` | primary `(p, q, x, y, z, face)` |
 //! | `player` | `name`, `x, y, z, rx, ry` (real), `updated_at` | primary `name` |
@@ -86,7 +86,7 @@
 //! |---|---|---|
 //! | migrations | [`MigrationScript`], simple-query protocol, one transaction | the same statements, one `ExecuteStatement` each, in a transaction |
 //! | batch: `advance_heads` | [`Form::Unnest`], pipelined with the other steps and `COMMIT` in one round trip | [`Form::Json`] (`ExecuteStatement`; it needs the returned heads) |
-//! | batch: `clear_decor`, block writes, `upsert_lights`, `upsert_signs`, `delete_signs` | [`Form::Unnest`], same pipeline; block writes as `insert_blocks_new_chunks` + `upsert_blocks_old_chunks` ([`Statements::step`]) | [`Form::Values`] with `BatchExecuteStatement` (one parameter set per row), or [`Form::Json`] for one call per statement; block writes as the single `upsert_blocks` in both (one call fewer) |
+//! | batch: `clear_decor`, block writes, `upsert_lights`, `upsert_signs`, `delete_signs` | [`Form::Unnest`], same pipeline; block writes as `insert_blocks` (chunks it guesses new; a unique violation means a wrong guess and a retry) + `upsert_blocks` (the others) | [`Form::Values`] with `BatchExecuteStatement` (one parameter set per row), or [`Form::Json`] for one call per statement; block writes as `insert_blocks_new_chunks` + `upsert_blocks_old_chunks`, each row to one of them by the heads `advance_heads` returned ([`WritePlan::blocks_by_chunk_age`]); default [`Form::Arrays`], one `ExecuteStatement` per statement |
 //! | `load_chunk` | [`Statements::load_chunk`], one statement | [`Statements::load_chunk_page`] driven by [`ChunkPager`]: one statement for a chunk that fits a page, more for larger ones (the 1 MiB answer limit) |
 //! | `changed_chunks` | [`Form::Unnest`] | [`Form::Json`], split into calls that fit the request and answer limits |
 //! | `list_chunks` | [`Statements::list_chunks`] | [`Statements::list_chunks_page`], by pages |

@@ -267,6 +267,48 @@ impl<'a> WritePlan<'a> {
         Ok(ApplyReceipt { chunks })
     }
 
+    /// The block rows split by the age of their chunk, from the
+    /// `(p, q, head)` rows `advance_heads` returned: first the rows of
+    /// chunks this batch created (head before 0), for
+    /// [`insert_blocks_new_chunks`](crate::Statements::insert_blocks_new_chunks),
+    /// then the others, for
+    /// [`upsert_blocks_old_chunks`](crate::Statements::upsert_blocks_old_chunks).
+    /// A backend that knows the heads before writing blocks sends each row
+    /// through exactly one statement this way. A chunk missing from `heads`
+    /// counts as old (the upsert is right for any chunk).
+    pub fn blocks_by_chunk_age(&self, heads: &[(i64, i64, i64)]) -> (Rows<'a>, Rows<'a>) {
+        let new = self.new_chunks(heads);
+        self.split_blocks(|p, q| new.contains(&(p, q)))
+    }
+
+    /// The block rows split by `is_new(p, q)` of their chunk: first the
+    /// rows of the chunks it holds new, then the others.
+    pub fn split_blocks(&self, is_new: impl Fn(i64, i64) -> bool) -> (Rows<'a>, Rows<'a>) {
+        let (Some(ColumnData::Int8(p)), Some(ColumnData::Int8(q))) =
+            (self.blocks.column("p"), self.blocks.column("q"))
+        else {
+            return (self.blocks.slice(0..0), self.blocks.clone());
+        };
+        let (fresh, old): (Vec<usize>, Vec<usize>) =
+            (0..self.blocks.len()).partition(|&i| is_new(p[i], q[i]));
+        (self.blocks.pick(&fresh), self.blocks.pick(&old))
+    }
+
+    /// The chunks whose returned head equals their advance: created by
+    /// this batch.
+    fn new_chunks(&self, heads: &[(i64, i64, i64)]) -> std::collections::HashSet<(i64, i64)> {
+        self.advances
+            .iter()
+            .filter(|(chunk, n)| {
+                let (p, q) = (i64::from(chunk.p), i64::from(chunk.q));
+                heads
+                    .iter()
+                    .any(|(hp, hq, head)| *hp == p && *hq == q && head == n)
+            })
+            .map(|(chunk, _)| (i64::from(chunk.p), i64::from(chunk.q)))
+            .collect()
+    }
+
     /// After `advance_heads` failed with `22003`: the first chunk whose
     /// current head (from `chunk_heads`, `(p, q, head)`) cannot grow by its
     /// share of the batch without passing [`MAX_KEY`]. The first chunk when
@@ -414,6 +456,25 @@ mod tests {
             .collect();
         assert_eq!(got, [(b, 0, 1), (a, 10, 13), (ChunkPos::new(5, 5), 6, 7)]);
         assert!(plan.receipt(&[(0, 0, 13)]).is_err());
+    }
+
+    #[test]
+    fn blocks_split_by_chunk_age() {
+        let new = ChunkPos::new(0, 0);
+        let old = ChunkPos::new(1, 0);
+        let mut batch = Batch::new();
+        batch.set_block(new, BlockPos::new(1, 1, 1), 1, meta());
+        batch.set_block(new, BlockPos::new(2, 1, 1), 1, meta());
+        batch.set_block(old, BlockPos::new(33, 1, 1), 1, meta());
+        let plan = WritePlan::new(&batch);
+        // `new` got head 2 for its 2 writes: it had none before.
+        let (fresh, stale) = plan.blocks_by_chunk_age(&[(0, 0, 2), (1, 0, 9)]);
+        assert_eq!(fresh.column("x"), Some(&ColumnData::Int8(vec![1, 2])));
+        assert_eq!(stale.column("x"), Some(&ColumnData::Int8(vec![33])));
+        // Unknown heads: everything goes through the upsert.
+        let (fresh, stale) = plan.blocks_by_chunk_age(&[]);
+        assert!(fresh.is_empty());
+        assert_eq!(stale.len(), 3);
     }
 
     #[test]

@@ -217,6 +217,58 @@ impl<'a> Rows<'a> {
             .map(move |(c, d)| (c.name, d.value(row)))
     }
 
+    /// Rows `indices`, in that order (for a backend that sends the rows of
+    /// one set to different statements).
+    ///
+    /// # Panics
+    ///
+    /// If an index is out of bounds.
+    pub fn pick(&self, indices: &[usize]) -> Rows<'a> {
+        fn take<T: Clone>(v: &[T], indices: &[usize]) -> Vec<T> {
+            indices.iter().map(|&i| v[i].clone()).collect()
+        }
+        let data = self
+            .data
+            .iter()
+            .map(|column| match column {
+                ColumnData::Int8(v) => ColumnData::Int8(take(v, indices)),
+                ColumnData::OptInt8(v) => ColumnData::OptInt8(take(v, indices)),
+                ColumnData::Int4(v) => ColumnData::Int4(take(v, indices)),
+                ColumnData::Float4(v) => ColumnData::Float4(take(v, indices)),
+                ColumnData::Text(v) => ColumnData::Text(take(v, indices)),
+                ColumnData::OptText(v) => ColumnData::OptText(take(v, indices)),
+            })
+            .collect();
+        Rows {
+            columns: self.columns,
+            data,
+            len: indices.len(),
+        }
+    }
+
+    /// The rows as one PostgreSQL array literal per column (`{1,-2,3}`,
+    /// `{"a \"b\"",NULL}`), with the column's name: the parameters of
+    /// the [`Form::Arrays`](crate::Form::Arrays) statements, each sent as
+    /// a string and cast to the column's array type in SQL.
+    pub fn to_arrays(&self) -> Vec<(&'static str, String)> {
+        self.columns
+            .iter()
+            .zip(&self.data)
+            .map(|(c, d)| {
+                let mut out = String::with_capacity(2 + self.len * 8);
+                out.push('{');
+                for row in 0..self.len {
+                    if row > 0 {
+                        out.push(',');
+                    }
+                    push_array_element(&mut out, d.value(row));
+                }
+                out.push('}');
+                (c.name, out)
+            })
+            .collect()
+    }
+
     /// The rows as a JSON array of objects keyed by column name: the one
     /// parameter (`:rows`) of the [`Form::Json`](crate::Form::Json)
     /// statements. Non-finite floats become `null`.
@@ -242,6 +294,36 @@ impl<'a> Rows<'a> {
         out.push(']');
         out
     }
+}
+
+/// Appends `value` as one element of a PostgreSQL array literal: numbers
+/// as PostgreSQL prints them, text always double-quoted with `"` and `\`
+/// backslash-escaped (so `NULL`, braces, commas and spaces in text stay
+/// text), SQL `NULL` as the bare word.
+fn push_array_element(out: &mut String, value: Value<'_>) {
+    // Writing to a String cannot fail.
+    let _ = match value {
+        Value::Int8(v) => write!(out, "{v}"),
+        Value::Int4(v) => write!(out, "{v}"),
+        // Shortest text that reads back as the same f32 (never an
+        // exponent); PostgreSQL's own words for the non-finite values.
+        Value::Float4(v) if v.is_nan() => write!(out, "NaN"),
+        Value::Float4(v) if v.is_infinite() && v > 0.0 => write!(out, "Infinity"),
+        Value::Float4(v) if v.is_infinite() => write!(out, "-Infinity"),
+        Value::Float4(v) => write!(out, "{v}"),
+        Value::Null(_) => write!(out, "NULL"),
+        Value::Text(v) => {
+            out.push('"');
+            for c in v.chars() {
+                if c == '"' || c == '\\' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+            Ok(())
+        }
+    };
 }
 
 fn push_json(out: &mut String, value: Value<'_>) {
@@ -330,6 +412,31 @@ mod tests {
         assert_eq!(parsed[0]["x"], 1.5);
         assert_eq!(parsed[1]["x"], serde_json::Value::Null);
         assert_eq!(parsed[0]["p"], -1);
+    }
+
+    #[test]
+    fn arrays_quote_text_and_spell_nulls() {
+        let arrays = rows().to_arrays();
+        let names: Vec<&str> = arrays.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["p", "text", "user_id", "x"]);
+        assert_eq!(arrays[0].1, "{-1,2}");
+        assert_eq!(arrays[1].1, r#"{"a \"q\", é","'); --"}"#);
+        assert_eq!(arrays[2].1, r#"{NULL,"bob"}"#);
+        assert_eq!(arrays[3].1, "{1.5,NaN}");
+        let mut out = String::new();
+        push_array_element(&mut out, Value::Text("NULL\\"));
+        assert_eq!(out, r#""NULL\\""#);
+        let empty = rows().slice(0..0).to_arrays();
+        assert!(empty.iter().all(|(_, a)| a == "{}"));
+    }
+
+    #[test]
+    fn picked_rows_keep_columns() {
+        let rows = rows();
+        let picked = rows.pick(&[1, 0]);
+        assert_eq!(picked.len(), 2);
+        assert_eq!(picked.column("p"), Some(&ColumnData::Int8(vec![2, -1])));
+        assert!(rows.pick(&[]).is_empty());
     }
 
     #[test]

@@ -13,10 +13,12 @@
 //! |---|---|---|---|
 //! | [`Form::Unnest`] | `(SELECT unnest(:p::int8[]) AS p, ...) AS t` | one array per column | store-postgres (tokio-postgres), every set statement |
 //! | [`Form::Values`] | `(VALUES (:p::int8, ...)) AS t(p, ...)` | one scalar per column; run once per row | store-dataapi, as one `BatchExecuteStatement` (one parameter set per row) for writes whose result it does not read |
-//! | [`Form::Json`] | `jsonb_to_recordset(:rows::text::jsonb) AS t(p int8, ...)` | one text parameter, [`Rows::to_json`] | store-dataapi, as one `ExecuteStatement` when it needs the result (`advance_heads`, `changed_chunks`) or wants one call for a large set |
+//! | [`Form::Json`] | `jsonb_to_recordset(:rows::text::jsonb) AS t(p int8, ...)` | one text parameter, [`Rows::to_json`] | store-dataapi, as one `ExecuteStatement` when it needs the result (`changed_chunks`) or wants one call for a large set |
+//! | [`Form::Arrays`] | `(SELECT unnest(:p::text::int8[]) AS p, ...) AS t` | one text parameter per column: a PostgreSQL array literal, [`Rows::to_arrays`] | store-dataapi (`write_form=arrays`, the default): one `ExecuteStatement` per statement of a batch; the Data API has no array parameters on PostgreSQL, but a literal in a string parses as fast as a bound array |
 //!
 //! [`Rows`]: crate::Rows
 //! [`Rows::to_json`]: crate::Rows::to_json
+//! [`Rows::to_arrays`]: crate::Rows::to_arrays
 
 use crate::named::{Positional, to_positional};
 use crate::plan::Step;
@@ -32,11 +34,14 @@ pub enum Form {
     Values,
     /// One JSON array of objects in parameter `:rows` (Data API).
     Json,
+    /// Arrays like [`Form::Unnest`], each passed as the text of a
+    /// PostgreSQL array literal (Data API).
+    Arrays,
 }
 
 impl Form {
     /// Every form.
-    pub const ALL: [Form; 3] = [Form::Unnest, Form::Values, Form::Json];
+    pub const ALL: [Form; 4] = [Form::Unnest, Form::Values, Form::Json, Form::Arrays];
 }
 
 /// A statement in named form, with its positional rewrite.
@@ -72,6 +77,7 @@ pub struct RowSql {
     unnest: Sql,
     values: Sql,
     json: Sql,
+    arrays: Sql,
 }
 
 impl RowSql {
@@ -89,6 +95,7 @@ impl RowSql {
             unnest: build(Form::Unnest),
             values: build(Form::Values),
             json: build(Form::Json),
+            arrays: build(Form::Arrays),
         }
     }
 
@@ -98,7 +105,8 @@ impl RowSql {
     }
 
     /// The input columns; the [`Rows`](crate::Rows) given to this statement
-    /// have exactly these.
+    /// have these (`upsert_blocks` and `insert_blocks` take the plan's block
+    /// rows, which also have `n`: bind their columns by name).
     pub fn columns(&self) -> &'static [Column] {
         self.columns
     }
@@ -109,6 +117,7 @@ impl RowSql {
             Form::Unnest => &self.unnest,
             Form::Values => &self.values,
             Form::Json => &self.json,
+            Form::Arrays => &self.arrays,
         }
     }
 }
@@ -130,6 +139,12 @@ fn row_source(form: Form, columns: &[Column]) -> String {
         Form::Unnest => format!(
             "(SELECT {}) AS t",
             list(&|c| format!("unnest(:{}::{}[]) AS {}", c.name, c.ty.name(), c.name))
+        ),
+        // The text is cast to the array type by the type's input function:
+        // the service binds a string as text (or untyped), never as an array.
+        Form::Arrays => format!(
+            "(SELECT {}) AS t",
+            list(&|c| format!("unnest(:{}::text::{}[]) AS {}", c.name, c.ty.name(), c.name))
         ),
         Form::Values => format!(
             "(VALUES ({})) AS t({names})",
@@ -171,6 +186,21 @@ pub(crate) const BLOCK_COLUMNS: &[Column] = &[
     col("z", I8),
     col("w", I4),
     col("n", I8),
+    col("back", I8),
+    col("user_id", TEXT),
+    col("ms", I8),
+];
+/// Input of `upsert_blocks` and `insert_blocks`, which do not filter on
+/// `n`: [`BLOCK_COLUMNS`] without it, so that store-postgres neither sends
+/// nor unnests a column no one reads (bind by name: the plan's block rows
+/// still have `n`).
+pub(crate) const BLOCK_WRITE_COLUMNS: &[Column] = &[
+    col("p", I8),
+    col("q", I8),
+    col("x", I8),
+    col("y", I8),
+    col("z", I8),
+    col("w", I4),
     col("back", I8),
     col("user_id", TEXT),
     col("ms", I8),
@@ -284,6 +314,16 @@ pub struct Statements {
     /// then [`upsert_blocks_old_chunks`](Self::upsert_blocks_old_chunks),
     /// which the set forms use; this one suits per-row execution.
     pub upsert_blocks: RowSql,
+    /// Step 3 for a backend that guesses which chunks are new before the
+    /// heads are known (store-postgres, which sends a whole batch in one
+    /// round trip): plain inserts, with neither the new-chunk filter nor
+    /// `ON CONFLICT`. For a row whose position is free the result is the
+    /// upsert's; a row whose position exists fails the statement with
+    /// SQLSTATE `23505` (unique violation), which aborts the transaction:
+    /// a wrong guess costs a retry through
+    /// [`upsert_blocks`](Self::upsert_blocks), never a lost or doubled
+    /// row.
+    pub insert_blocks: RowSql,
     /// Step 4: upserts lights.
     pub upsert_lights: RowSql,
     /// Step 5: upserts signs with text.
@@ -342,8 +382,9 @@ impl Statements {
                  UNION ALL SELECT 3, NULL, NULL, NULL, NULL, key, NULL FROM {schema}.chunk \
                  WHERE p = :p::int8 AND q = :q::int8",
             ),
-            // The `key >= :bkey` conjunct lets the (p, q, key) index bound
-            // the scan; the row comparison breaks ties between equal keys
+            // The chunk's rows come by the primary key's (p, q) prefix; the
+            // `key >= :bkey` conjunct filters most of them out before the
+            // row comparison, which breaks ties between equal keys
             // (never written by this schema, but possible in imported data).
             load_chunk_page: fixed(
                 "(SELECT 0 AS kind, x, y, z, w, key AS n, NULL::text AS text FROM {schema}.block \
@@ -391,9 +432,10 @@ impl Statements {
             ),
             upsert_blocks: rows(
                 "upsert_blocks",
-                BLOCK_COLUMNS,
+                BLOCK_WRITE_COLUMNS,
                 &block_insert("", BLOCK_UPSERT),
             ),
+            insert_blocks: rows("insert_blocks", BLOCK_WRITE_COLUMNS, &block_insert("", "")),
             block_steps: [
                 rows(
                     "insert_blocks_new_chunks",
@@ -496,11 +538,12 @@ impl Statements {
     }
 
     /// Every set statement.
-    pub fn row_statements(&self) -> [&RowSql; 12] {
+    pub fn row_statements(&self) -> [&RowSql; 13] {
         [
             &self.advance_heads,
             &self.clear_decor,
             &self.upsert_blocks,
+            &self.insert_blocks,
             &self.block_steps[0],
             &self.block_steps[1],
             &self.upsert_lights,
@@ -529,12 +572,17 @@ mod tests {
         let unnest = blocks.form(Form::Unnest).named();
         let values = blocks.form(Form::Values).named();
         let json = blocks.form(Form::Json).named();
+        let arrays = blocks.form(Form::Arrays).named();
+        assert!(
+            arrays.contains("(SELECT unnest(:p::text::int8[]) AS p, unnest(:q::text::int8[]) AS q")
+        );
         assert!(unnest.contains("(SELECT unnest(:p::int8[]) AS p, unnest(:q::int8[]) AS q"));
         assert!(values.contains("(VALUES (:p::int8, :q::int8"));
         assert!(json.contains("jsonb_to_recordset(:rows::text::jsonb) AS t(p int8, q int8"));
         let tail = |sql: &str| sql[sql.find(" JOIN ").expect("join")..].to_owned();
         assert_eq!(tail(unnest), tail(values));
         assert_eq!(tail(unnest), tail(json));
+        assert_eq!(tail(unnest), tail(arrays));
     }
 
     #[test]
@@ -542,7 +590,7 @@ mod tests {
         let s = statements();
         for statement in s.row_statements() {
             let names: Vec<&str> = statement.columns().iter().map(|c| c.name).collect();
-            for form in [Form::Unnest, Form::Values] {
+            for form in [Form::Unnest, Form::Values, Form::Arrays] {
                 let params = &statement.form(form).positional().params;
                 assert_eq!(params, &names, "{} {form:?}", statement.name());
             }

@@ -31,8 +31,8 @@ use crate::counters::{CountRequests, Counters};
 use crate::error::{DataApiError, Op, classify};
 use crate::retry::{Backoff, Failure};
 use crate::wire::{
-    chunk_row, columns, corrupt, head_row, int, json_row_len, json_string_len, parameter,
-    parameter_len, parameters, real, required_long, split,
+    array_params_len, array_row_len, chunk_row, columns, corrupt, head_row, int, json_row_len,
+    json_string_len, parameter, parameter_len, parameters, real, required_long, split,
 };
 
 /// Room left in every request for the members besides the rows (ARNs,
@@ -387,6 +387,82 @@ impl DataApiStore {
         Ok(out)
     }
 
+    /// Runs a set statement in the arrays form over `rows`, in calls that
+    /// fit the request limit and at most `max_rows` rows, returning every
+    /// row the calls answered. One call carries as many rows as 4 MiB
+    /// holds (about 70,000 block writes), as one parameter per column.
+    async fn execute_arrays(
+        &self,
+        statement: &RowSql,
+        rows: &Rows<'_>,
+        max_rows: usize,
+        transaction: Option<&str>,
+    ) -> Result<Vec<Vec<Field>>, DataApiError> {
+        let sql = statement.form(Form::Arrays).named();
+        let budget = self
+            .row_budget(sql)
+            .saturating_sub(array_params_len(rows))
+            .max(1);
+        let mut out = Vec::new();
+        for range in split(rows.len(), max_rows, budget, |i| array_row_len(rows, i)) {
+            let piece = rows.slice(range);
+            self.counters.rows(statement.name(), piece.len());
+            let params = piece
+                .to_arrays()
+                .iter()
+                .map(|(name, text)| parameter(name, Value::Text(text)))
+                .collect();
+            out.extend(self.execute(sql, params, transaction).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs a set statement whose answer is read (`advance_heads`), in
+    /// the configured form: arrays, or JSON for the other two (a
+    /// `BatchExecuteStatement` answers no rows).
+    async fn execute_rows(
+        &self,
+        statement: &RowSql,
+        rows: &Rows<'_>,
+        max_rows: usize,
+        transaction: Option<&str>,
+    ) -> Result<Vec<Vec<Field>>, DataApiError> {
+        match self.config.write_form {
+            WriteForm::Arrays => {
+                self.execute_arrays(statement, rows, max_rows, transaction)
+                    .await
+            }
+            WriteForm::Values | WriteForm::Json => {
+                self.execute_json(statement, rows, max_rows, transaction)
+                    .await
+            }
+        }
+    }
+
+    /// Runs a write statement of a batch over `rows` in the configured
+    /// form (nothing for no rows).
+    async fn write_rows(
+        &self,
+        statement: &RowSql,
+        rows: &Rows<'_>,
+        transaction: &str,
+    ) -> Result<(), DataApiError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self.config.write_form {
+            WriteForm::Arrays => self
+                .execute_arrays(statement, rows, usize::MAX, Some(transaction))
+                .await
+                .map(drop),
+            WriteForm::Values => self.batch_values(statement, rows, transaction).await,
+            WriteForm::Json => self
+                .execute_json(statement, rows, usize::MAX, Some(transaction))
+                .await
+                .map(drop),
+        }
+    }
+
     /// Runs a set statement in the per-row form over `rows` as
     /// `BatchExecuteStatement` calls that fit the request limit.
     async fn batch_values(
@@ -440,7 +516,7 @@ impl DataApiStore {
                 // Chunks go in (p, q) order, call after call: the global
                 // lock order holds across the split.
                 let records = self
-                    .execute_json(
+                    .execute_rows(
                         &self.sql.advance_heads,
                         rows,
                         MAX_HEADS_PER_CALL,
@@ -453,23 +529,25 @@ impl DataApiStore {
                 }
                 continue;
             }
-            // The single block statement does what store-postgres splits
-            // in two (plain inserts for new chunks): one call fewer per
-            // batch, which is what the Data API bills.
-            let statements: &[RowSql] = if step == Step::UpsertBlocks {
-                std::slice::from_ref(&self.sql.upsert_blocks)
-            } else {
-                self.sql.step(step)
-            };
-            for statement in statements {
-                match self.config.write_form {
-                    WriteForm::Values => self.batch_values(statement, rows, transaction).await,
-                    WriteForm::Json => self
-                        .execute_json(statement, rows, usize::MAX, Some(transaction))
-                        .await
-                        .map(drop),
-                }
-                .map_err(at)?;
+            if step == Step::UpsertBlocks {
+                // The heads are known by now, so each block row goes
+                // through exactly one statement: plain inserts for the
+                // chunks this batch created (an import: no speculative
+                // insertion), upserts for the others. A batch touches both
+                // kinds rarely; otherwise it is one call, as before.
+                let (fresh, old) = plan.blocks_by_chunk_age(&heads);
+                self.write_rows(self.sql.insert_blocks_new_chunks(), &fresh, transaction)
+                    .await
+                    .map_err(at)?;
+                self.write_rows(self.sql.upsert_blocks_old_chunks(), &old, transaction)
+                    .await
+                    .map_err(at)?;
+                continue;
+            }
+            for statement in self.sql.step(step) {
+                self.write_rows(statement, rows, transaction)
+                    .await
+                    .map_err(at)?;
             }
         }
         self.commit(transaction)
@@ -484,7 +562,7 @@ impl DataApiStore {
     async fn exhausted(&self, plan: &WritePlan<'_>) -> StoreError {
         let rows = plan.chunk_rows();
         let current = match self
-            .execute_json(&self.sql.chunk_heads, &rows, MAX_HEADS_PER_CALL, None)
+            .execute_rows(&self.sql.chunk_heads, &rows, MAX_HEADS_PER_CALL, None)
             .await
         {
             Ok(records) => records

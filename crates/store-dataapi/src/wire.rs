@@ -129,6 +129,44 @@ pub(crate) fn json_row_len(rows: &Rows<'_>, i: usize) -> usize {
         .sum::<usize>()
 }
 
+/// An upper bound of one row's length in an arrays-form request: its
+/// element in each column's array literal (`Rows::to_arrays`) as it
+/// appears escaped inside the request's `stringValue`, and the comma.
+pub(crate) fn array_row_len(rows: &Rows<'_>, i: usize) -> usize {
+    rows.row(i)
+        .map(|(_, value)| {
+            1 + match value {
+                Value::Int8(v) => digits(v),
+                Value::Int4(v) => digits(v.into()),
+                // Shortest round-trip text, or `-Infinity`.
+                Value::Float4(_) => 24,
+                Value::Null(_) => 4,
+                // The literal's quotes and backslashes, each escaped once
+                // more by JSON.
+                Value::Text(s) => {
+                    4 + s
+                        .bytes()
+                        .map(|b| match b {
+                            b'"' | b'\\' => 4,
+                            0..=0x1f => 6,
+                            _ => 1,
+                        })
+                        .sum::<usize>()
+                }
+            }
+        })
+        .sum()
+}
+
+/// The fixed part of an arrays-form call's parameters: one parameter per
+/// column holding `{}` before any row.
+pub(crate) fn array_params_len(rows: &Rows<'_>) -> usize {
+    rows.columns()
+        .iter()
+        .map(|c| parameter_len(c.name, Value::Text("{}")))
+        .sum()
+}
+
 pub(crate) fn corrupt(message: impl Into<String>) -> DataApiError {
     DataApiError::Corrupt(message.into())
 }
@@ -278,6 +316,47 @@ mod tests {
                 let sent = json_string(&json).len() - 2 - 2 + 1;
                 assert!(json_row_len(rows, i) >= sent, "{json}");
             }
+        }
+    }
+
+    #[test]
+    fn array_rows_are_bounded_as_sent() {
+        use pg_sql::WritePlan;
+
+        let mut batch = world_core::store::Batch::new();
+        let chunk = world_core::coords::ChunkPos::new(-1, i32::MIN / 32);
+        for (k, text) in ["q\"b\\c\u{1}é", "NULL", "{a,b}"].into_iter().enumerate() {
+            let pos = world_core::BlockPos::new(i32::MIN, 255, -1 - k as i32);
+            batch.set_sign(chunk, pos, 7, text, Default::default());
+            batch.set_block(chunk, pos, -63, Default::default());
+            batch.set_light(chunk, pos, 15, Default::default());
+        }
+        let plan = WritePlan::new(&batch);
+        for (_, rows) in plan.steps() {
+            // What is sent: each column's literal as a JSON string in a
+            // parameter; the estimate covers every row and the fixed part.
+            let sent: usize = rows
+                .to_arrays()
+                .iter()
+                .map(|(name, text)| parameter_len(name, Value::Text(text)))
+                .sum();
+            let exact: usize = rows
+                .to_arrays()
+                .iter()
+                .map(|(name, text)| {
+                    format!(
+                        r#"{{"name":"{name}","value":{{"stringValue":{}}}}},"#,
+                        json_string(text)
+                    )
+                    .len()
+                })
+                .sum();
+            let estimate = array_params_len(rows)
+                + (0..rows.len())
+                    .map(|i| array_row_len(rows, i))
+                    .sum::<usize>();
+            assert!(sent >= exact, "parameter_len is an upper bound");
+            assert!(estimate >= exact, "{estimate} < {exact}");
         }
     }
 

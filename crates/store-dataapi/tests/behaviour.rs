@@ -219,14 +219,14 @@ async fn pages_shrink_when_the_answer_is_still_too_large() {
 
 // ---- requests over 4 MiB ------------------------------------------------
 
-async fn large_batch_is_split(form: &str) {
+async fn large_batch_is_split(form: &str, limit: usize) {
     let Some(endpoint) = common::endpoint() else {
         return;
     };
     let store = DataApiStore::open(common::config(
         &endpoint,
         &common::unique("split"),
-        &format!("&write_form={form}"),
+        &format!("&write_form={form}&max_request_bytes={limit}"),
     ))
     .await
     .expect("open");
@@ -249,19 +249,21 @@ async fn large_batch_is_split(form: &str) {
     }
     let receipt = store.apply(&batch).await.expect("apply");
     assert_eq!(receipt.chunks.len(), 6);
-    let op = if form == "json" {
-        "ExecuteStatement"
-    } else {
+    let op = if form == "values" {
         "BatchExecuteStatement"
+    } else {
+        "ExecuteStatement"
     };
     let calls = requests(&store, op);
     let bytes = store.counter(REQUEST_BYTES, Some(op));
-    assert!(bytes > 2.0 * MAX_REQUEST_BYTES as f64, "{bytes} bytes sent");
+    assert!(bytes > 2.0 * limit as f64, "{bytes} bytes sent");
     assert!(calls >= 4.0, "{calls} calls");
     assert!(
-        bytes / calls <= MAX_REQUEST_BYTES as f64,
+        bytes / calls <= limit as f64,
         "every request fits: the service refuses larger ones"
     );
+    // dataapi-local refuses requests over 4 MiB, so the apply above shows
+    // each fits that; the split's own bound is tested in `wire`.
     assert_eq!(requests(&store, "BeginTransaction"), 2.0, "open and apply");
     assert_eq!(requests(&store, "CommitTransaction"), 2.0);
     for c in 0..6 {
@@ -279,12 +281,19 @@ async fn large_batch_is_split(form: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_larger_than_one_request_is_split() {
-    large_batch_is_split("values").await;
+    large_batch_is_split("values", MAX_REQUEST_BYTES).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_larger_than_one_request_is_split_in_json_form() {
-    large_batch_is_split("json").await;
+    large_batch_is_split("json", MAX_REQUEST_BYTES).await;
+}
+
+/// The arrays form packs a row in ~55 bytes: the same batch needs a
+/// smaller limit to be split several times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_one_request_is_split_in_arrays_form() {
+    large_batch_is_split("arrays", 1024 * 1024).await;
 }
 
 // ---- errors -------------------------------------------------------------
@@ -479,7 +488,8 @@ async fn schema_names_are_identifiers_not_sql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_report_requests_by_operation() {
-    let Some(store) = common::fresh_with("&page_rows=3").await else {
+    // The per-row form, to see BatchExecuteStatement counted too.
+    let Some(store) = common::fresh_with("&page_rows=3&write_form=values").await else {
         return;
     };
     let mut batch = Batch::new();
@@ -495,7 +505,9 @@ async fn counters_report_requests_by_operation() {
         2.0,
         "one call for the blocks, one for the lights"
     );
-    assert_eq!(store.counter(ROWS, Some("upsert_blocks")), 7.0);
+    // Seven new chunks: their rows are plain inserts.
+    assert_eq!(store.counter(ROWS, Some("insert_blocks_new_chunks")), 7.0);
+    assert_eq!(store.counter(ROWS, Some("upsert_blocks_old_chunks")), 0.0);
     // Seven chunks, three per page.
     let listed = store.list_chunks().await.expect("list");
     assert_eq!(listed.len(), 7);
@@ -568,4 +580,61 @@ async fn a_batch_whose_commit_answer_is_lost_is_applied_again_harmlessly() {
     assert_eq!(data.signs.len(), 1);
     assert_eq!(data.head, 100);
     server.shutdown().await.expect("shutdown");
+}
+
+// ---- the arrays form ------------------------------------------------------
+
+/// One `ExecuteStatement` per statement with rows; a batch over a new and
+/// an old chunk sends each block row through one of the two block
+/// statements; text that means something in an array literal (quotes,
+/// backslashes, braces, commas, the word NULL) and empty users come back
+/// as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_arrays_form_sends_each_row_once_and_keeps_text() {
+    let Some(store) = common::fresh_with("&write_form=arrays").await else {
+        return;
+    };
+    let old = ChunkPos::new(0, 0);
+    let new = ChunkPos::new(1, 0);
+    store
+        .apply(&blocks(old, 10, 1))
+        .await
+        .expect("the old chunk");
+    let texts = ["a \"b\" \\c", "{x,y}", "NULL", "", "é, ü; 'q'"];
+    let mut batch = blocks(old, 20, 2);
+    batch.extend(blocks(new, 5, 3));
+    for (i, text) in texts.iter().enumerate() {
+        let pos = BlockPos::new(i as i32, 100, 0);
+        batch.set_sign(old, pos, 0, text, meta());
+    }
+    let before = requests(&store, "ExecuteStatement");
+    store.apply(&batch).await.expect("apply");
+    // advance_heads, the two block statements, signs, deletions.
+    assert_eq!(requests(&store, "ExecuteStatement") - before, 5.0);
+    assert_eq!(requests(&store, "BatchExecuteStatement"), 0.0);
+    assert_eq!(
+        store.counter(ROWS, Some("insert_blocks_new_chunks")),
+        10.0 + 5.0
+    );
+    assert_eq!(store.counter(ROWS, Some("upsert_blocks_old_chunks")), 20.0);
+    let data = store.load_chunk(old, 0).await.expect("load");
+    assert_eq!(data.blocks.len(), 20);
+    assert!(data.blocks.iter().all(|b| b.w == 2));
+    let mut signs: Vec<(i32, String)> = data
+        .signs
+        .iter()
+        .map(|s| (s.pos.x, s.text.clone()))
+        .collect();
+    signs.sort();
+    let expected: Vec<(i32, String)> = texts
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(i, t)| (i as i32, (*t).to_owned()))
+        .collect();
+    assert_eq!(signs, expected);
+    assert_eq!(
+        store.load_chunk(new, 0).await.expect("load").blocks.len(),
+        5
+    );
 }

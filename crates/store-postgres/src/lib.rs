@@ -15,14 +15,20 @@
 //!   pipelined round trip, so operations never wait for a `PREPARE`.
 //! - **Writes**: a batch is validated, planned into column arrays
 //!   ([`pg_sql::WritePlan`]), and applied as one transaction: `BEGIN`,
-//!   `advance_heads`, `clear_decor`, `insert_blocks_new_chunks`,
-//!   `upsert_blocks_old_chunks`, `upsert_lights`, `upsert_signs`,
-//!   `delete_signs`, `COMMIT` — the set-based `unnest` form
+//!   `advance_heads`, `clear_decor`, `insert_blocks` (the rows of chunks
+//!   this store has not seen with a head: likely new, so plain inserts),
+//!   `upsert_blocks` (the rows of the others), `upsert_lights`,
+//!   `upsert_signs`, `delete_signs`, `COMMIT` — the set-based `unnest` form
 //!   of each statement, steps without rows left out — written to the socket
 //!   back to back and answered together: **one round trip per batch**,
 //!   whatever its size. A failed statement aborts the transaction and the
 //!   pipelined `COMMIT` becomes a rollback, so nothing of a failed batch
-//!   remains.
+//!   remains. Each block row goes through one statement. A chunk guessed
+//!   new that already had the row's position (another server created it)
+//!   fails `insert_blocks` with a unique violation: the batch, rolled back,
+//!   is applied again with every block row upserted (one more round trip,
+//!   only then). Chunks become known from receipts, loads,
+//!   `changed_chunks` and `list_chunks`.
 //! - **Reads**: `load_chunk` is one statement (`UNION ALL` of blocks newer
 //!   than `since`, lights, signs and the head): one round trip and one
 //!   snapshot. `changed_chunks` joins arrays of `(p, q, key)` against the

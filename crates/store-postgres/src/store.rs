@@ -1,8 +1,9 @@
 //! [`PostgresStore`]: the [`BlockStore`] over a deadpool of tokio-postgres
 //! connections.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,8 +11,8 @@ use deadpool_postgres::{
     ClientWrapper, Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
 };
 use pg_sql::{
-    ChunkDataBuilder, ChunkRow, Form, KEY_EXHAUSTED_SQLSTATE, Positional, Rows, Sql, Statements,
-    Step, WritePlan, chunk_head, held_rows, player_rows,
+    ChunkDataBuilder, ChunkRow, Form, KEY_EXHAUSTED_SQLSTATE, Positional, RowSql, Rows, Sql,
+    Statements, Step, WritePlan, chunk_head, held_rows, player_rows,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
@@ -31,6 +32,85 @@ use crate::{migrate, tls};
 
 type Param<'r> = &'r (dyn ToSql + Sync);
 
+/// SQLSTATE `unique_violation`: `insert_blocks` met an existing position.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Most chunks [`KnownChunks`] remembers; past it, it starts over (a
+/// forgotten chunk only costs its next batch the upsert path).
+const MAX_KNOWN_CHUNKS: usize = 1 << 20;
+
+/// Chunks known to have a head (chunk rows are never deleted): their block
+/// rows go straight to `upsert_blocks`; the rows of other chunks, most
+/// likely new (an import, a first edit), go to the plain `insert_blocks`,
+/// which fails rather than overwrite if the guess was wrong. Each row goes
+/// through one statement, and the batch stays one round trip.
+#[derive(Default)]
+struct KnownChunks(Mutex<HashSet<ChunkPos>>);
+
+impl KnownChunks {
+    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<ChunkPos>> {
+        // A panic elsewhere cannot leave the set inconsistent: keep it.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The plan's block rows split into those of chunks not known (for
+    /// `insert_blocks`) and of known ones (for `upsert_blocks`); the set is
+    /// locked once for the whole batch.
+    fn split<'a>(&self, plan: &WritePlan<'a>) -> (Rows<'a>, Rows<'a>) {
+        let set = self.set();
+        plan.split_blocks(|p, q| match (i32::try_from(p), i32::try_from(q)) {
+            (Ok(p), Ok(q)) => !set.contains(&ChunkPos::new(p, q)),
+            _ => true,
+        })
+    }
+
+    fn add(&self, chunks: impl IntoIterator<Item = ChunkPos>) {
+        let mut set = self.set();
+        for chunk in chunks {
+            if set.len() >= MAX_KNOWN_CHUNKS {
+                set.clear();
+            }
+            set.insert(chunk);
+        }
+    }
+}
+
+/// Most block rows in one upsert statement of a batch. A batch's
+/// statements are pipelined: while PostgreSQL runs one piece, the client
+/// encodes the next and the server reads it, instead of the whole set
+/// being encoded before the server starts (a batch of 128,000 updates is 8
+/// statements).
+const PIPELINE_ROWS: usize = 16_384;
+
+/// `rows` for `statement` in pieces of at most [`PIPELINE_ROWS`] (none for
+/// no rows).
+fn pieces<'s, 'a>(statement: &'s RowSql, rows: Rows<'a>) -> Vec<(&'s RowSql, Rows<'a>)> {
+    if rows.len() <= PIPELINE_ROWS {
+        return if rows.is_empty() {
+            Vec::new()
+        } else {
+            vec![(statement, rows)]
+        };
+    }
+    (0..rows.len())
+        .step_by(PIPELINE_ROWS)
+        .map(|start| {
+            let end = (start + PIPELINE_ROWS).min(rows.len());
+            (statement, rows.slice(start..end))
+        })
+        .collect()
+}
+
+/// How a batch's block rows are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlockPath {
+    /// Rows of unknown chunks by `insert_blocks`, of known ones by
+    /// `upsert_blocks`.
+    Guess,
+    /// Every row by `upsert_blocks` (after a wrong guess).
+    Upsert,
+}
+
 /// A PostgreSQL / Aurora PostgreSQL world store (see the crate docs).
 pub struct PostgresStore {
     pool: Pool,
@@ -39,6 +119,7 @@ pub struct PostgresStore {
     closed: AtomicBool,
     call_timeout: Duration,
     target: String,
+    known: KnownChunks,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -196,6 +277,7 @@ impl PostgresStore {
             closed: AtomicBool::new(false),
             call_timeout: config.call_timeout(),
             target,
+            known: KnownChunks::default(),
         })
     }
 
@@ -267,42 +349,99 @@ impl PostgresStore {
         Ok(client.query(&statement, params).await?)
     }
 
+    /// Applies `plan` in one transaction and one round trip; a wrong guess
+    /// of which chunks are new (see [`KnownChunks`]) is applied again by
+    /// the upsert path.
     async fn apply_plan(&self, plan: &WritePlan<'_>, context: &str) -> StoreResult<ApplyReceipt> {
+        let mispredicted = AtomicBool::new(false);
+        let result = self
+            .apply_once(plan, BlockPath::Guess, &mispredicted, context)
+            .await;
+        let result = match result {
+            Err(e) if mispredicted.load(Ordering::Relaxed) => {
+                tracing::debug!(error = %e, "a chunk guessed new had rows; applying again by upserts");
+                self.apply_once(plan, BlockPath::Upsert, &mispredicted, context)
+                    .await
+            }
+            other => other,
+        };
+        if result.is_ok() {
+            self.known.add(plan.advances().iter().map(|(c, _)| *c));
+        }
+        result
+    }
+
+    async fn apply_once(
+        &self,
+        plan: &WritePlan<'_>,
+        path: BlockPath,
+        mispredicted: &AtomicBool,
+        context: &str,
+    ) -> StoreResult<ApplyReceipt> {
+        let blocks: Vec<(&RowSql, Rows<'_>)> = match path {
+            BlockPath::Guess => {
+                let (fresh, old) = self.known.split(plan);
+                // Inserts go whole: in the benchmark, pieces made imports
+                // slower (each piece plans and joins again; plain inserts
+                // leave the client little to overlap).
+                let mut out = Vec::new();
+                if !fresh.is_empty() {
+                    out.push((&self.sql.insert_blocks, fresh));
+                }
+                out.extend(pieces(&self.sql.upsert_blocks, old));
+                out
+            }
+            BlockPath::Upsert => pieces(
+                &self.sql.upsert_blocks,
+                plan.rows(Step::UpsertBlocks).clone(),
+            ),
+        };
         with_conn!(self, context, |client| {
             // One entry per statement: a step may run several.
-            let mut steps: Vec<(Step, &Rows<'_>)> = Vec::new();
-            let mut sqls: Vec<&Positional> = Vec::new();
+            let mut steps: Vec<(Step, &RowSql, &Rows<'_>)> = Vec::new();
             for (step, rows) in plan.steps() {
-                for statement in self.sql.step(step) {
-                    steps.push((step, rows));
-                    sqls.push(statement.form(Form::Unnest).positional());
+                match step {
+                    Step::UpsertBlocks => {
+                        for (statement, rows) in &blocks {
+                            steps.push((step, *statement, rows));
+                        }
+                    }
+                    _ => {
+                        for statement in self.sql.step(step) {
+                            steps.push((step, statement, rows));
+                        }
+                    }
                 }
             }
             let mut statements = Vec::with_capacity(steps.len());
             let mut params = Vec::with_capacity(steps.len());
-            for ((_, rows), sql) in steps.iter().zip(&sqls) {
+            for (_, statement, rows) in &steps {
+                let sql = statement.form(Form::Unnest).positional();
                 statements.push(self.prepared(client, sql).await?);
                 params.push(bind_rows(sql, rows)?);
             }
             let futures: Vec<StatementFuture<'_>> = steps
                 .iter()
                 .zip(statements.iter().zip(&params))
-                .map(|((step, _), (statement, params))| -> StatementFuture<'_> {
-                    let client: &tokio_postgres::Client = client;
-                    if *step == Step::AdvanceHeads {
-                        Box::pin(
-                            async move { client.query(statement, params).await.map(Reply::Rows) },
-                        )
-                    } else {
-                        Box::pin(async move {
-                            client.execute(statement, params).await.map(|_| Reply::Done)
-                        })
-                    }
-                })
+                .map(
+                    |((step, _, _), (statement, params))| -> StatementFuture<'_> {
+                        let client: &tokio_postgres::Client = client;
+                        if *step == Step::AdvanceHeads {
+                            Box::pin(async move {
+                                client.query(statement, params).await.map(Reply::Rows)
+                            })
+                        } else {
+                            Box::pin(async move {
+                                client.execute(statement, params).await.map(|_| Reply::Done)
+                            })
+                        }
+                    },
+                )
                 .collect();
             self.counters.round_trip(Op::Apply, steps.len() + 2);
             let outcome = pipeline::transaction(client, futures).await;
-            self.settle(client, plan, &steps, outcome).await
+            self.settle(client, plan, &steps, outcome, mispredicted)
+                .await
         })
     }
 
@@ -312,8 +451,9 @@ impl PostgresStore {
         &self,
         client: &ClientWrapper,
         plan: &WritePlan<'_>,
-        steps: &[(Step, &Rows<'_>)],
+        steps: &[(Step, &RowSql, &Rows<'_>)],
         outcome: pipeline::Outcome,
+        mispredicted: &AtomicBool,
     ) -> Result<ApplyReceipt, OpError> {
         let no_reply = || {
             OpError::Store(StoreError::Other {
@@ -324,13 +464,18 @@ impl PostgresStore {
         outcome.begin.ok_or_else(no_reply)??;
         let mut heads = Vec::new();
         let mut first_error = None;
-        for ((step, _), answer) in steps.iter().zip(outcome.statements) {
+        for ((step, statement, _), answer) in steps.iter().zip(outcome.statements) {
             match answer.ok_or_else(no_reply)? {
                 Ok(Reply::Rows(rows)) if *step == Step::AdvanceHeads => heads = rows,
                 Ok(_) => {}
                 Err(e) => {
                     let aborted = e.code().is_some_and(|c| c.code() == "25P02");
                     if first_error.is_none() && !aborted {
+                        if std::ptr::eq(*statement, &self.sql.insert_blocks)
+                            && e.code().is_some_and(|c| c.code() == UNIQUE_VIOLATION)
+                        {
+                            mispredicted.store(true, Ordering::Relaxed);
+                        }
                         first_error = Some((*step, e));
                     }
                 }
@@ -519,7 +664,11 @@ impl BlockStore for PostgresStore {
                         text: get(row, 6)?,
                     })?;
                 }
-                Ok(data.finish())
+                let data = data.finish();
+                if data.head > 0 {
+                    self.known.add([chunk]);
+                }
+                Ok(data)
             })
         })
         .await
@@ -557,6 +706,7 @@ impl BlockStore for PostgresStore {
                 for row in &found {
                     out.push(chunk_head(get(row, 0)?, get(row, 1)?, get(row, 2)?)?);
                 }
+                self.known.add(out.iter().map(|h| h.chunk));
                 Ok(out)
             })
         })
@@ -574,6 +724,7 @@ impl BlockStore for PostgresStore {
                 for row in &found {
                     out.push(chunk_head(get(row, 0)?, get(row, 1)?, get(row, 2)?)?);
                 }
+                self.known.add(out.iter().map(|h| h.chunk));
                 Ok(out)
             })
         })

@@ -400,3 +400,164 @@ async fn the_password_stays_out_of_debug_output() {
     store.close().await.expect("close");
     common::drop_schema(&url, &schema);
 }
+
+/// A schema left at version 3 by an older server (with the `(p, q, key)`
+/// index and full pages) migrates to 4 on open: the index goes, the block
+/// table gets `fillfactor = 50`, and its rows read as before, incremental
+/// loads included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_4_applies_on_a_version_3_schema() {
+    let Some(url) = common::url() else {
+        return;
+    };
+    let schema = common::unique("v3");
+    let name = pg_sql::SchemaName::new(&schema).expect("schema name");
+    let script = pg_sql::MigrationScript::new(&name);
+    let admin = common::admin(&url).await;
+    // What a version-3 server ran: the prelude and migrations 1 to 3.
+    let mut v3 = String::from("BEGIN;\n");
+    for statement in &script.prelude {
+        v3.push_str(statement);
+        v3.push_str(";\n");
+    }
+    for migration in script.migrations.iter().filter(|m| m.version <= 3) {
+        for statement in migration.statements.iter().chain([&migration.record]) {
+            v3.push_str(statement);
+            v3.push_str(";\n");
+        }
+    }
+    v3.push_str(&format!(
+        "INSERT INTO \"{schema}\".chunk (p, q, key) VALUES (0, 0, 2);\n\
+         INSERT INTO \"{schema}\".block (p, q, x, y, z, w, key) VALUES \
+         (0, 0, 1, 1, 1, 5, 1), (0, 0, 2, 1, 1, 6, 2);\n\
+         COMMIT"
+    ));
+    admin.batch_execute(&v3).await.expect("a version-3 schema");
+    let index = format!("SELECT to_regclass('\"{schema}\".block_p_q_key') IS NOT NULL");
+    let has_index: bool = admin
+        .query_one(&index, &[])
+        .await
+        .expect("index lookup")
+        .get(0);
+    assert!(has_index, "version 3 has the (p, q, key) index");
+
+    let store = PostgresStore::open(common::settings(&url, &schema, &[]))
+        .await
+        .expect("open migrates");
+    let versions: Vec<i32> = admin
+        .query(
+            &format!("SELECT version FROM \"{schema}\".schema_migrations ORDER BY version"),
+            &[],
+        )
+        .await
+        .expect("migrations table")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2, 3, 4]);
+    let has_index: bool = admin
+        .query_one(&index, &[])
+        .await
+        .expect("index lookup")
+        .get(0);
+    assert!(!has_index, "migration 4 drops the (p, q, key) index");
+    let options: Option<Vec<String>> = admin
+        .query_one(
+            &format!("SELECT reloptions FROM pg_class WHERE oid = '\"{schema}\".block'::regclass"),
+            &[],
+        )
+        .await
+        .expect("reloptions")
+        .get(0);
+    assert_eq!(options, Some(vec!["fillfactor=50".to_owned()]));
+
+    // The old rows read as before, in full and since a key.
+    let chunk = ChunkPos::new(0, 0);
+    let all = store.load_chunk(chunk, 0).await.expect("load");
+    assert_eq!((all.head, all.blocks.len()), (2, 2));
+    let since = store.load_chunk(chunk, 1).await.expect("load since");
+    assert_eq!(since.blocks.len(), 1);
+    // Updates of old rows get new keys and are seen since the old head.
+    let mut batch = Batch::new();
+    batch.set_block(chunk, BlockPos::new(1, 1, 1), 7, meta());
+    let receipt = store.apply(&batch).await.expect("update");
+    assert_eq!(receipt.chunks[0].after, 3);
+    let since = store.load_chunk(chunk, 2).await.expect("load since");
+    assert_eq!(since.blocks.len(), 1);
+    store.close().await.expect("close");
+    common::drop_schema(&url, &schema);
+}
+
+/// A store sends the block rows of chunks it has not seen with a head as
+/// plain inserts. When another server created the chunk meanwhile and the
+/// position exists, the guess fails with a unique violation: the batch is
+/// applied again by upserts (one more round trip), nothing is lost or
+/// doubled, and the chunk is known from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_guessed_new_that_exists_is_upserted() {
+    let Some(first) = common::fresh("guess").await else {
+        return;
+    };
+    let config = common::settings(&first.url, &first.schema, &[]);
+    let other = PostgresStore::open(config).await.expect("second store");
+    let chunk = ChunkPos::new(2, 3);
+    let pos = BlockPos::new(70, 9, 100);
+    let mut batch = Batch::new();
+    batch.set_block(chunk, pos, 1, meta());
+    batch.set_block(chunk, BlockPos::new(71, 9, 100), 1, meta());
+    other
+        .apply(&batch)
+        .await
+        .expect("created by the other store");
+
+    let store: &dyn BlockStore = &first;
+    let before = requests(store, "apply");
+    let mut batch = Batch::new();
+    batch.set_block(chunk, pos, 5, meta());
+    batch.set_block(chunk, BlockPos::new(72, 9, 100), 6, meta());
+    let receipt = store.apply(&batch).await.expect("guess corrected");
+    assert_eq!((receipt.chunks[0].before, receipt.chunks[0].after), (2, 4));
+    assert_eq!(requests(store, "apply") - before, 2.0, "one retry");
+    let data = store.load_chunk(chunk, 0).await.expect("load");
+    let mut blocks: Vec<(i32, i32, Key)> =
+        data.blocks.iter().map(|b| (b.pos.x, b.w, b.key)).collect();
+    blocks.sort_unstable();
+    assert_eq!(blocks, [(70, 5, 3), (71, 1, 2), (72, 6, 4)]);
+
+    // Known now: the next batch is one round trip again.
+    let before = requests(store, "apply");
+    let mut batch = Batch::new();
+    batch.set_block(chunk, pos, 7, meta());
+    store.apply(&batch).await.expect("upsert");
+    assert_eq!(requests(store, "apply") - before, 1.0);
+    // A new chunk's rows go in as plain inserts, in one round trip.
+    let before = requests(store, "apply");
+    let mut batch = Batch::new();
+    batch.set_block(ChunkPos::new(9, 9), BlockPos::new(290, 9, 290), 7, meta());
+    store.apply(&batch).await.expect("insert");
+    assert_eq!(requests(store, "apply") - before, 1.0);
+    // A batch of more rows than one statement takes: several pipelined
+    // statements, still one round trip, every row written once.
+    let big = ChunkPos::new(-4, 5);
+    let mut batch = Batch::new();
+    for i in 0..40_000 {
+        let pos = BlockPos::new(-128 + i % 32, 1 + i / 1024, 160 + (i / 32) % 32);
+        batch.set_block(big, pos, 1 + i % 60, meta());
+        batch.set_block(
+            chunk,
+            BlockPos::new(64 + i % 32, 20 + i / 1024, 96 + (i / 32) % 32),
+            2,
+            meta(),
+        );
+    }
+    let before = requests(store, "apply");
+    let receipt = store.apply(&batch).await.expect("large batch");
+    assert_eq!(requests(store, "apply") - before, 1.0);
+    assert_eq!(receipt.chunks.len(), 2);
+    let data = store.load_chunk(big, 0).await.expect("load");
+    assert_eq!(data.blocks.len(), 40_000);
+    assert_eq!(data.head, 40_000);
+    let keys: std::collections::BTreeSet<Key> = data.blocks.iter().map(|b| b.key).collect();
+    assert_eq!(keys.len(), 40_000, "every key once");
+    other.close().await.expect("close");
+}

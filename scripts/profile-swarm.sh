@@ -110,7 +110,8 @@ if [[ ${#swarm_args[@]} -eq 0 ]]; then
 fi
 
 port=$(free_port)
-server=("$bin/craft-server" --store "$store" --listen "127.0.0.1:$port" --max-players 50000)
+server=("$bin/craft-server" --store "$store" --listen "127.0.0.1:$port" --max-players 50000
+    --max-connections-per-ip 0)
 if [[ $tool == callgrind ]]; then
     rm -f "$out/callgrind.out"
     # Instrumentation starts with the active phase (callgrind_control below).

@@ -53,7 +53,26 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Writes to one client are at least this far apart: a busy client gets
 /// its lines in fewer, larger writes (far fewer system calls), a quiet one
 /// gets each line at once.
-const COALESCE: Duration = Duration::from_millis(4);
+const COALESCE_MIN: Duration = Duration::from_millis(4);
+
+/// The window never grows past this: what a crowd adds to an edit's
+/// latency at most.
+const COALESCE_MAX: Duration = Duration::from_millis(32);
+
+/// Writes a second the whole server aims to stay under. A write to a
+/// loopback or LAN socket costs microseconds of kernel time whatever its
+/// size (on loopback the receiver's TCP work runs on the sender's CPU too),
+/// so with many busy clients the number of writes, not the bytes, is what
+/// the server spends its CPU on; past `WRITES_PER_SECOND / 250` players the
+/// window grows with the player count so the writes do not.
+const WRITES_PER_SECOND: u64 = 62_500;
+
+/// The time between two writes to one client when `players` are online.
+fn coalesce_window(players: i64) -> Duration {
+    let players = u64::try_from(players).unwrap_or(0);
+    Duration::from_nanos(players.saturating_mul(1_000_000_000) / WRITES_PER_SECOND)
+        .clamp(COALESCE_MIN, COALESCE_MAX)
+}
 
 /// Every connection's reader runs on one dedicated single-threaded
 /// runtime. Its scheduler is first-in first-out, so clients whose lines
@@ -361,43 +380,58 @@ async fn write_loop(
     conn: ConnId,
 ) {
     let mut buf = Vec::new();
-    let mut last_write = Instant::now() - COALESCE;
-    loop {
+    let mut last_write = Instant::now() - COALESCE_MIN;
+    'park: loop {
         let next = tokio::select! {
             _ = cancel.cancelled() => break,
             next = out.next(&mut buf) => next,
         };
         match next {
-            None => {
-                let since = last_write.elapsed();
-                if since < COALESCE {
-                    tokio::time::sleep(COALESCE - since).await;
-                    out.take_more(&mut buf);
-                }
-                last_write = Instant::now();
-                let written = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&buf)).await;
-                match written {
-                    Ok(Ok(())) => {
-                        metrics.bytes_out.inc_by(buf.len() as u64);
-                    }
-                    Ok(Err(e)) => {
-                        debug!(conn, error = %e, "write failed");
-                        break;
-                    }
-                    Err(_) => {
-                        info!(conn, "client stopped reading; disconnecting");
-                        metrics.error("slow_client");
-                        break;
-                    }
-                }
-                buf = out.recycle(buf);
-            }
+            None => {}
             Some(CloseReason::Overflow) => {
                 info!(conn, "client too far behind; disconnecting");
                 metrics.error("slow_client");
                 break;
             }
             Some(CloseReason::Server) => break,
+        }
+        // Something is queued. While lines keep coming, this task runs on
+        // its own timer, one write per window, and the game loop never has
+        // to wake it; once a window passes without a line it parks again.
+        loop {
+            let window = coalesce_window(metrics.players.get());
+            let due = last_write + window;
+            if due > Instant::now() {
+                tokio::select! {
+                    _ = cancel.cancelled() => break 'park,
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                }
+                out.take_more(&mut buf);
+            }
+            last_write = Instant::now();
+            let written = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&buf)).await;
+            match written {
+                Ok(Ok(())) => {
+                    metrics.bytes_out.inc_by(buf.len() as u64);
+                }
+                Ok(Err(e)) => {
+                    debug!(conn, error = %e, "write failed");
+                    break 'park;
+                }
+                Err(_) => {
+                    info!(conn, "client stopped reading; disconnecting");
+                    metrics.error("slow_client");
+                    break 'park;
+                }
+            }
+            buf = out.recycle(buf);
+            tokio::select! {
+                _ = cancel.cancelled() => break 'park,
+                _ = tokio::time::sleep_until((last_write + window).into()) => {}
+            }
+            if !out.take_more(&mut buf) {
+                continue 'park;
+            }
         }
     }
     let _ = writer.shutdown().await;

@@ -23,6 +23,11 @@ pub enum CloseReason {
 struct State {
     buf: Vec<u8>,
     closing: Option<CloseReason>,
+    /// The writer waits in [`Outbound::next`] for a wake-up. Only then does
+    /// a send notify it: a busy writer comes back for more on its own
+    /// timer, and waking a task per send (or per write) costs more than
+    /// the bytes.
+    parked: bool,
 }
 
 /// A bounded byte queue between the game loop and a writer task.
@@ -67,10 +72,10 @@ impl Outbound {
             self.notify.notify_one();
             return false;
         }
-        let was_empty = state.buf.is_empty();
         state.buf.extend_from_slice(bytes);
+        let wake = std::mem::take(&mut state.parked);
         drop(state);
-        if was_empty {
+        if wake {
             self.notify.notify_one();
         }
         true
@@ -112,19 +117,26 @@ impl Outbound {
                 if let Some(reason) = state.closing {
                     return Some(reason);
                 }
+                state.parked = true;
             }
             notified.await;
         }
     }
 
     /// Appends whatever is queued to `into` (used to fill a write that
-    /// waited a moment for more).
-    pub fn take_more(&self, into: &mut Vec<u8>) {
+    /// waited a moment for more). Returns whether anything was queued.
+    pub fn take_more(&self, into: &mut Vec<u8>) -> bool {
         let mut state = self.lock();
-        if !state.buf.is_empty() {
+        if state.buf.is_empty() {
+            return false;
+        }
+        if into.is_empty() {
+            std::mem::swap(&mut state.buf, into);
+        } else {
             into.extend_from_slice(&state.buf);
             state.buf.clear();
         }
+        true
     }
 
     /// Returns a drained buffer for reuse, trimming it if it grew large.

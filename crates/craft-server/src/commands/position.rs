@@ -11,14 +11,19 @@
 //! (`watchers`), so forwarding a move is a walk over at most
 //! `max_visible` queues, without lookups.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
+use world_core::ChunkPos;
 use world_core::protocol::{Position, ServerMessage};
 
 use crate::outbound::Outbound;
 use crate::world::players::distance2;
-use crate::world::{ConnId, Step, World};
+use crate::world::{ConnId, Step, VISIBILITY_SLICES, World};
+
+/// Players near a chunk: connection, player id, position.
+type Crowd = Vec<(ConnId, u32, Position)>;
 
 impl World {
     pub(crate) fn on_position(&mut self, conn: ConnId, pos: Position) -> Step {
@@ -101,21 +106,34 @@ impl World {
         self.push(me, &bytes, lines);
     }
 
-    /// The nearest others `conn` should be shown (busy servers only).
-    fn nearest(&self, conn: ConnId, near: &mut Vec<ConnId>) -> Option<FxHashSet<u32>> {
-        if !self.busy() {
-            return None;
-        }
-        let me = self.players.get(&conn)?;
+    /// The players within `interest.view_radius` chunks of `chunk`, with
+    /// what [`World::nearest_in`] needs of them: gathered once per chunk, so
+    /// a crowd standing in one chunk costs one grid walk, not one each.
+    fn crowd_near(&self, chunk: ChunkPos, near: &mut Vec<ConnId>) -> Crowd {
         near.clear();
         self.grid
-            .near(me.chunk, self.config.interest.view_radius, near);
-        let mut candidates: Vec<(f32, ConnId, u32)> = near
-            .iter()
-            .filter(|c| **c != conn)
-            .filter_map(|c| self.players.get(c).map(|p| (c, p)))
-            .map(|(c, p)| (distance2(&me.pos, &p.pos), *c, p.id))
-            .collect();
+            .near(chunk, self.config.interest.view_radius, near);
+        near.iter()
+            .filter_map(|c| self.players.get(c).map(|p| (*c, p.id, p.pos)))
+            .collect()
+    }
+
+    /// The nearest `interest.max_visible` of `crowd` to `me` (who is
+    /// skipped).
+    fn nearest_in(
+        &self,
+        me: ConnId,
+        pos: &Position,
+        crowd: &Crowd,
+        candidates: &mut Vec<(f32, ConnId, u32)>,
+    ) -> FxHashSet<u32> {
+        candidates.clear();
+        candidates.extend(
+            crowd
+                .iter()
+                .filter(|(c, _, _)| *c != me)
+                .map(|(c, id, p)| (distance2(pos, p), *c, *id)),
+        );
         let keep = self.config.interest.max_visible;
         if candidates.len() > keep {
             // Ties go to whoever joined first: the same crowd shows the same
@@ -123,7 +141,17 @@ impl World {
             candidates.select_nth_unstable_by(keep, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             candidates.truncate(keep);
         }
-        Some(candidates.into_iter().map(|(_, _, id)| id).collect())
+        candidates.iter().map(|(_, _, id)| *id).collect()
+    }
+
+    /// The nearest others `conn` should be shown (busy servers only).
+    fn nearest(&self, conn: ConnId, near: &mut Vec<ConnId>) -> Option<FxHashSet<u32>> {
+        if !self.busy() {
+            return None;
+        }
+        let me = self.players.get(&conn)?;
+        let crowd = self.crowd_near(me.chunk, near);
+        Some(self.nearest_in(conn, &me.pos, &crowd, &mut Vec::new()))
     }
 
     /// Sets who a new player is shown.
@@ -136,22 +164,47 @@ impl World {
         }
     }
 
-    /// Recomputes every player's visible set, tells the clients what
-    /// changed and rebuilds the watcher lists (runs about once a second).
-    pub(crate) fn refresh_visibility(&mut self) {
+    /// Recomputes the visible sets of one slice of the players (those at
+    /// positions `slice`, `slice + VISIBILITY_SLICES`, ... of the player
+    /// list), tells those clients what changed and rebuilds the watcher
+    /// lists. Called once per slice in turn, so every player's set is
+    /// refreshed once per `VISIBILITY_SLICES` calls: in a crowd, a whole
+    /// refresh is tens of milliseconds of the game loop (mostly the `D`, `P`
+    /// and `N` lines of who comes into view), and in slices no edit waits
+    /// behind all of it at once.
+    pub(crate) fn refresh_visibility(&mut self, slice: usize) {
         if !self.busy() && self.players.values().all(|p| p.visible.is_none()) {
             for player in self.players.values_mut() {
                 player.watchers.clear();
             }
             return;
         }
-        let conns: Vec<ConnId> = self.players.keys().copied().collect();
+        let conns: Vec<ConnId> = self
+            .players
+            .keys()
+            .copied()
+            .skip(slice % VISIBILITY_SLICES)
+            .step_by(VISIBILITY_SLICES)
+            .collect();
         let all: FxHashSet<u32> = self.players.values().map(|p| p.id).collect();
         let mut near = std::mem::take(&mut self.scratch);
+        let busy = self.busy();
+        let mut crowds: FxHashMap<ChunkPos, Crowd> = FxHashMap::default();
+        let mut candidates = Vec::new();
+        // A crowd's players are shown to many others at once: each one's
+        // `P` and `N` lines (float formatting) are encoded once per refresh.
+        let mut introductions: FxHashMap<u32, Vec<u8>> = FxHashMap::default();
         for &conn in &conns {
-            let new = self.nearest(conn, &mut near);
             let Some(me) = self.players.get(&conn) else {
                 continue;
+            };
+            let new = if busy {
+                let crowd = crowds
+                    .entry(me.chunk)
+                    .or_insert_with(|| self.crowd_near(me.chunk, &mut near));
+                Some(self.nearest_in(conn, &me.pos, crowd, &mut candidates))
+            } else {
+                None
             };
             // `None` means everyone; diff against the real sets only.
             let everyone_but_me = || {
@@ -182,13 +235,25 @@ impl World {
                 lines += 1;
             }
             for id in show {
-                if let Some(other) = self.by_id.get(&id).and_then(|c| self.players.get(c)) {
-                    ServerMessage::Position { id, pos: other.pos }.encode(&mut bytes);
-                    ServerMessage::Nick {
-                        id,
-                        nick: &other.nick,
-                    }
-                    .encode(&mut bytes);
+                let introduction = match introductions.entry(id) {
+                    Entry::Occupied(known) => Some(known.into_mut()),
+                    Entry::Vacant(slot) => self
+                        .by_id
+                        .get(&id)
+                        .and_then(|c| self.players.get(c))
+                        .map(|other| {
+                            let mut line = Vec::with_capacity(64);
+                            ServerMessage::Position { id, pos: other.pos }.encode(&mut line);
+                            ServerMessage::Nick {
+                                id,
+                                nick: &other.nick,
+                            }
+                            .encode(&mut line);
+                            slot.insert(line)
+                        }),
+                };
+                if let Some(line) = introduction {
+                    bytes.extend_from_slice(line);
                     lines += 2;
                 }
             }

@@ -221,6 +221,10 @@ pub(crate) enum Step {
 }
 
 const TICK: Duration = Duration::from_millis(250);
+/// The players' visible sets are refreshed a slice per tick, so each one
+/// once a second (see [`World::refresh_visibility`]).
+pub(crate) const VISIBILITY_SLICES: usize =
+    (Duration::from_secs(1).as_millis() / TICK.as_millis()) as usize;
 /// Pauses between attempts of a failing chunk load: 50 ms doubling to 2 s.
 const CHUNK_LOAD_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
     .with_min_delay(Duration::from_millis(50))
@@ -280,7 +284,7 @@ impl World {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_player_save = Instant::now();
-        let mut last_visibility = Instant::now();
+        let mut visibility_slice = 0;
         let mut bus_rx = self.bus_rx.take();
         let mut bus_tick = tokio::time::interval(fleet::BUS_TICK);
         bus_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -319,10 +323,8 @@ impl World {
                         self.collect_player_saves();
                         self.start_player_save();
                     }
-                    if last_visibility.elapsed() >= Duration::from_secs(1) {
-                        last_visibility = Instant::now();
-                        self.refresh_visibility();
-                    }
+                    visibility_slice = (visibility_slice + 1) % VISIBILITY_SLICES;
+                    self.refresh_visibility(visibility_slice);
                     let evicted = self.chunks.evict(self.config.limits.cache_chunks);
                     if evicted > 0 {
                         debug!(evicted, "evicted cold chunks");

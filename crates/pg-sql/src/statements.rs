@@ -420,10 +420,10 @@ impl Statements {
                  ON CONFLICT (p, q) DO UPDATE SET key = c.key + EXCLUDED.key \
                  RETURNING c.p, c.q, c.key::int4 AS head",
             ),
-            // Every block write clears, and most worlds have few lights
+            // Every block removal clears, and most worlds have few lights
             // and signs or none: the uncorrelated EXISTS is a one-time
             // filter (an InitPlan run once), so with an empty table neither
-            // part unnests or joins the rows at all (on 128,000 updates of
+            // part unnests or joins the rows at all (on 128,000 removals in
             // an empty-decor world that was ~15% of the batch's server
             // time: a hash join with the chunks and an index probe per
             // row, or a sort spilled to disk in a custom plan). The light's

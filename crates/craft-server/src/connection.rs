@@ -442,6 +442,14 @@ async fn write_loop(
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_write_window_grows_with_the_crowd() {
+        assert_eq!(coalesce_window(-1), COALESCE_MIN);
+        assert_eq!(coalesce_window(10), COALESCE_MIN);
+        assert_eq!(coalesce_window(1_000), Duration::from_millis(16));
+        assert_eq!(coalesce_window(100_000), COALESCE_MAX);
+    }
+
     fn talk(text: &str) -> ClientCommand {
         ClientCommand::Talk(text.to_owned())
     }

@@ -173,6 +173,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_parked_writer_is_woken_and_a_busy_one_takes_what_came() {
+        let out = std::sync::Arc::new(Outbound::new(100));
+        let writer = {
+            let out = out.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let closing = out.next(&mut buf).await;
+                (closing, buf)
+            })
+        };
+        // Let the writer park, then send: it must wake.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(out.send(b"a\n"));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+            .await
+            .expect("the parked writer woke")
+            .expect("task");
+        assert_eq!(got, (None, b"a\n".to_vec()));
+        // A writer that is not parked finds the lines on its next look.
+        assert!(out.send(b"b\n"));
+        assert!(out.send(b"c\n"));
+        let mut buf = Vec::new();
+        assert!(out.take_more(&mut buf));
+        assert_eq!(buf, b"b\nc\n");
+        assert!(!out.take_more(&mut buf));
+    }
+
+    #[tokio::test]
     async fn close_flushes_first() {
         let out = Outbound::new(100);
         out.send(b"bye\n");

@@ -98,6 +98,29 @@ pub(crate) fn split(
     out
 }
 
+/// An upper bound of one value's text inside a request's `stringValue`:
+/// numbers in decimal (a float as its shortest round-trip text, or
+/// `-Infinity`), text quoted with every quote and backslash escaped twice
+/// (4 bytes) and a control character `control` bytes.
+fn value_len(value: &Value, control: usize) -> usize {
+    match value {
+        Value::Int8(v) => digits(*v),
+        Value::Int4(v) => digits((*v).into()),
+        Value::Float4(_) => 24,
+        Value::Null(_) => 4,
+        Value::Text(s) => {
+            4 + s
+                .bytes()
+                .map(|b| match b {
+                    b'"' | b'\\' => 4,
+                    0..=0x1f => control,
+                    _ => 1,
+                })
+                .sum::<usize>()
+        }
+    }
+}
+
 /// An upper bound of one row's length in a JSON-form request: the row's
 /// JSON (`Rows::to_json`) as it appears escaped inside the request's
 /// `stringValue` (every quote and backslash doubled).
@@ -107,24 +130,7 @@ pub(crate) fn json_row_len(rows: &Rows<'_>, i: usize) -> usize {
         .row(i)
         .map(|(name, value)| {
             // `\"name\":` and the comma.
-            name.len()
-                + 6
-                + match value {
-                    Value::Int8(v) => digits(v),
-                    Value::Int4(v) => digits(v.into()),
-                    Value::Float4(_) => 24,
-                    Value::Null(_) => 4,
-                    Value::Text(s) => {
-                        4 + s
-                            .bytes()
-                            .map(|b| match b {
-                                b'"' | b'\\' => 4,
-                                0..=0x1f => 7,
-                                _ => 1,
-                            })
-                            .sum::<usize>()
-                    }
-                }
+            name.len() + 6 + value_len(&value, 7)
         })
         .sum::<usize>()
 }
@@ -135,25 +141,9 @@ pub(crate) fn json_row_len(rows: &Rows<'_>, i: usize) -> usize {
 pub(crate) fn array_row_len(rows: &Rows<'_>, i: usize) -> usize {
     rows.row(i)
         .map(|(_, value)| {
-            1 + match value {
-                Value::Int8(v) => digits(v),
-                Value::Int4(v) => digits(v.into()),
-                // Shortest round-trip text, or `-Infinity`.
-                Value::Float4(_) => 24,
-                Value::Null(_) => 4,
-                // The literal's quotes and backslashes, each escaped once
-                // more by JSON.
-                Value::Text(s) => {
-                    4 + s
-                        .bytes()
-                        .map(|b| match b {
-                            b'"' | b'\\' => 4,
-                            0..=0x1f => 6,
-                            _ => 1,
-                        })
-                        .sum::<usize>()
-                }
-            }
+            // The literal's quotes and backslashes, each escaped once more
+            // by JSON; a control character is `\\u00XX` inside it.
+            1 + value_len(&value, 6)
         })
         .sum()
 }

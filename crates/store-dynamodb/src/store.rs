@@ -348,13 +348,7 @@ impl DynamoStore {
         projection: &str,
         names: &[(&str, &str)],
     ) -> StoreResult<Vec<Item>> {
-        let mut delays = backon::BackoffBuilder::build(
-            backon::ExponentialBuilder::new()
-                .with_jitter()
-                .with_min_delay(UNPROCESSED_MIN_DELAY)
-                .with_max_delay(UNPROCESSED_MAX_DELAY)
-                .with_max_times(MAX_UNPROCESSED_RETRIES),
-        );
+        let mut delays = unprocessed_backoff();
         let mut found = Vec::new();
         let mut pending = keys;
         loop {
@@ -572,6 +566,18 @@ impl DynamoStore {
     }
 }
 
+/// Pauses before sending `UnprocessedItems`/`UnprocessedKeys` again:
+/// jittered, exponential, bounded in number.
+fn unprocessed_backoff() -> backon::ExponentialBackoff {
+    backon::BackoffBuilder::build(
+        backon::ExponentialBuilder::new()
+            .with_jitter()
+            .with_min_delay(UNPROCESSED_MIN_DELAY)
+            .with_max_delay(UNPROCESSED_MAX_DELAY)
+            .with_max_times(MAX_UNPROCESSED_RETRIES),
+    )
+}
+
 /// One `BatchWriteItem` call of at most 25 requests on `table`, sending
 /// `UnprocessedItems` again with jittered exponential backoff. A free
 /// function, so that deletions after a compaction's grace can run in a
@@ -583,13 +589,7 @@ pub(crate) async fn batch_write_on(
     requests: Vec<WriteRequest>,
 ) -> Result<(), DynamoError> {
     debug_assert!(requests.len() <= limits::MAX_BATCH_WRITE_ITEMS);
-    let mut delays = backon::BackoffBuilder::build(
-        backon::ExponentialBuilder::new()
-            .with_jitter()
-            .with_min_delay(UNPROCESSED_MIN_DELAY)
-            .with_max_delay(UNPROCESSED_MAX_DELAY)
-            .with_max_times(MAX_UNPROCESSED_RETRIES),
-    );
+    let mut delays = unprocessed_backoff();
     let mut pending = requests;
     loop {
         metrics.add(ITEMS, &[("op", "BatchWriteItem")], pending.len() as f64);

@@ -48,6 +48,12 @@
 //! `INSERT` (`insert_blocks_new_chunks`), saving `ON CONFLICT`'s
 //! speculative insertion; the other chunks' rows are upserted. This is why
 //! migration 1 gives a head to every chunk that already has block rows.
+//! On PostgreSQL 15 and later, store-postgres sends the rows of chunks it
+//! knows through `merge_blocks` instead: one `MERGE` that probes each
+//! position once and updates or plainly inserts, without the upsert's row
+//! lock (a second WAL record per updated row) or speculative insertion.
+//! The locked chunk row is what makes that safe: no writer of this schema
+//! adds a position to a chunk without holding it.
 //!
 //! **Why keys become visible in order.** A second transaction touching the
 //! same chunk blocks on the row lock until the first commits or rolls back,

@@ -7,6 +7,8 @@
 //! chunk's `n` block writes gets key `head - (n - 1 - i)`, so its writes
 //! own `(before, head]` in position order.
 
+use std::collections::HashSet;
+
 use world_core::StoreError;
 use world_core::coords::ChunkPos;
 use world_core::store::{ApplyReceipt, Batch, ChunkAdvance, ChunkHead, Key, MAX_KEY, PlayerRecord};
@@ -98,6 +100,8 @@ impl Coords {
 pub struct WritePlan<'a> {
     /// Touched chunks in order, with how much each head grows.
     advances: Vec<(ChunkPos, i64)>,
+    /// Each chunk's block rows: a range of `blocks`, in chunk order.
+    block_runs: Vec<(ChunkPos, std::ops::Range<usize>)>,
     heads: Rows<'a>,
     clears: Rows<'a>,
     blocks: Rows<'a>,
@@ -110,26 +114,49 @@ pub struct WritePlan<'a> {
 impl<'a> WritePlan<'a> {
     /// Plans `batch` (validate it first: [`Batch::validate`]).
     pub fn new(batch: &'a Batch) -> Self {
-        let groups = batch.by_chunk();
-        let mut advances = Vec::with_capacity(groups.len());
-        let mut block_coords = Coords::with_capacity(batch.blocks().len());
-        let mut w = Vec::with_capacity(batch.blocks().len());
-        let mut count = Vec::with_capacity(batch.blocks().len());
-        let mut back = Vec::with_capacity(batch.blocks().len());
-        let mut user = Vec::with_capacity(batch.blocks().len());
-        let mut ms = Vec::with_capacity(batch.blocks().len());
-        for (chunk, changes) in &groups {
-            let n = changes.blocks.len();
-            advances.push((*chunk, i64::try_from(n.max(1)).unwrap_or(i64::MAX)));
-            for (i, b) in changes.blocks.iter().enumerate() {
-                block_coords.push(b.chunk, b.pos);
-                w.push(b.w);
-                count.push(i64::try_from(n).unwrap_or(i64::MAX));
-                back.push(i64::try_from(n - 1 - i).unwrap_or(i64::MAX));
-                user.push(b.meta.user.as_deref());
-                ms.push(b.meta.time_ms);
+        // Block writes come ordered by chunk, so each chunk's are one run
+        // of rows: one walk over them fills the columns and finds the
+        // runs, without grouping the batch into per-chunk lists (a large
+        // batch spends its client time here while the server waits).
+        let rows = batch.blocks().len();
+        let mut block_runs: Vec<(ChunkPos, std::ops::Range<usize>)> = Vec::new();
+        let mut block_coords = Coords::with_capacity(rows);
+        let mut w = Vec::with_capacity(rows);
+        let mut user = Vec::with_capacity(rows);
+        let mut ms = Vec::with_capacity(rows);
+        for (i, b) in batch.blocks().enumerate() {
+            match block_runs.last_mut() {
+                Some((chunk, run)) if *chunk == b.chunk => run.end = i + 1,
+                _ => block_runs.push((b.chunk, i..i + 1)),
+            }
+            block_coords.push(b.chunk, b.pos);
+            w.push(b.w);
+            user.push(b.meta.user.as_deref());
+            ms.push(b.meta.time_ms);
+        }
+        // The i-th of a chunk's n writes: count n, key head - (n - 1 - i).
+        let (mut count, mut back) = (vec![0i64; rows], vec![0i64; rows]);
+        for (_, run) in &block_runs {
+            let n = i64::try_from(run.len()).unwrap_or(i64::MAX);
+            for (i, row) in run.clone().enumerate() {
+                count[row] = n;
+                back[row] = n - 1 - i64::try_from(i).unwrap_or(i64::MAX);
             }
         }
+        // Every touched chunk advances by its block writes, at least 1.
+        let mut touched: std::collections::BTreeMap<ChunkPos, i64> = block_runs
+            .iter()
+            .map(|(chunk, run)| (*chunk, i64::try_from(run.len()).unwrap_or(i64::MAX)))
+            .collect();
+        let others = batch
+            .clears()
+            .map(|c| c.chunk)
+            .chain(batch.lights().map(|l| l.chunk))
+            .chain(batch.signs().map(|s| s.chunk));
+        for chunk in others {
+            touched.entry(chunk).or_insert(1);
+        }
+        let advances: Vec<(ChunkPos, i64)> = touched.into_iter().collect();
         let heads = Rows::new(
             HEAD_COLUMNS,
             vec![
@@ -204,6 +231,7 @@ impl<'a> WritePlan<'a> {
 
         Self {
             advances,
+            block_runs,
             heads,
             clears,
             blocks,
@@ -246,6 +274,12 @@ impl<'a> WritePlan<'a> {
         &self.advances
     }
 
+    /// The chunks that `(p, q, head)` rows `advance_heads` returned show
+    /// as created by this batch (head before 0).
+    pub fn created_chunks(&self, heads: &[(i64, i64, i64)]) -> HashSet<(i64, i64)> {
+        self.new_chunks(heads)
+    }
+
     /// The receipt, from the `(p, q, head)` rows `advance_heads` returned.
     pub fn receipt(&self, heads: &[(i64, i64, i64)]) -> Result<ApplyReceipt, StoreError> {
         let mut chunks = Vec::with_capacity(self.advances.len());
@@ -282,21 +316,52 @@ impl<'a> WritePlan<'a> {
     }
 
     /// The block rows split by `is_new(p, q)` of their chunk: first the
-    /// rows of the chunks it holds new, then the others.
+    /// rows of the chunks it holds new, then the others. `is_new` is asked
+    /// once per chunk.
     pub fn split_blocks(&self, is_new: impl Fn(i64, i64) -> bool) -> (Rows<'a>, Rows<'a>) {
-        let (Some(ColumnData::Int8(p)), Some(ColumnData::Int8(q))) =
-            (self.blocks.column("p"), self.blocks.column("q"))
-        else {
-            return (self.blocks.slice(0..0), self.blocks.clone());
-        };
-        let (fresh, old): (Vec<usize>, Vec<usize>) =
-            (0..self.blocks.len()).partition(|&i| is_new(p[i], q[i]));
-        (self.blocks.pick(&fresh), self.blocks.pick(&old))
+        let (fresh, old) = self.split_block_runs(is_new);
+        (self.block_runs_rows(&fresh), self.block_runs_rows(&old))
+    }
+
+    /// [`split_blocks`](Self::split_blocks) as ranges of the block rows
+    /// ([`rows`](Self::rows) of [`Step::UpsertBlocks`]), ordered, disjoint,
+    /// adjacent ones merged: a backend sends a side that is one range
+    /// without copying it (all chunks new, or all known, is the common
+    /// case).
+    pub fn split_block_runs(
+        &self,
+        is_new: impl Fn(i64, i64) -> bool,
+    ) -> (Vec<std::ops::Range<usize>>, Vec<std::ops::Range<usize>>) {
+        let (mut fresh, mut old): (Vec<std::ops::Range<usize>>, Vec<_>) = (Vec::new(), Vec::new());
+        for (chunk, run) in &self.block_runs {
+            let side = if is_new(chunk.p.into(), chunk.q.into()) {
+                &mut fresh
+            } else {
+                &mut old
+            };
+            match side.last_mut() {
+                Some(last) if last.end == run.start => last.end = run.end,
+                _ => side.push(run.clone()),
+            }
+        }
+        (fresh, old)
+    }
+
+    /// The block rows of `runs` (ordered, disjoint ranges), copied.
+    pub fn block_runs_rows(&self, runs: &[std::ops::Range<usize>]) -> Rows<'a> {
+        match runs {
+            [] => self.blocks.slice(0..0),
+            [one] => self.blocks.slice(one.clone()),
+            _ => {
+                let indices: Vec<usize> = runs.iter().flat_map(|r| r.clone()).collect();
+                self.blocks.pick(&indices)
+            }
+        }
     }
 
     /// The chunks whose returned head equals their advance: created by
     /// this batch.
-    fn new_chunks(&self, heads: &[(i64, i64, i64)]) -> std::collections::HashSet<(i64, i64)> {
+    fn new_chunks(&self, heads: &[(i64, i64, i64)]) -> HashSet<(i64, i64)> {
         self.advances
             .iter()
             .filter(|(chunk, n)| {

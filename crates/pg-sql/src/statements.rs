@@ -298,6 +298,15 @@ pub struct Statements {
     pub load_player: Sql,
     /// `SELECT 1`.
     pub ping: Sql,
+    /// `SELECT now()`: the transaction's time, for rows written without
+    /// their own (inside a transaction, `now()` does not move).
+    pub now: Sql,
+    /// `COPY` of block rows in binary form, columns `p`, `q`, `x`, `y`, `z`
+    /// (`int8`), `w` (`int4`), `key` (`int8`), `user_id` (`text`),
+    /// `updated_at` (`timestamptz`): store-postgres writes the rows of
+    /// chunks a large batch created this way, with the keys the heads it
+    /// read give them.
+    pub copy_blocks: Sql,
     /// Step 1 of a batch: advances each touched chunk's head by `n`, in
     /// chunk order, locking the chunk rows until commit. Returns `p`, `q`
     /// (`int8`) and `head int4` per chunk; fails with SQLSTATE `22003`
@@ -324,6 +333,18 @@ pub struct Statements {
     /// [`upsert_blocks`](Self::upsert_blocks), never a lost or doubled
     /// row.
     pub insert_blocks: RowSql,
+    /// Step 3 for rows of chunks known to exist, on PostgreSQL 15 and
+    /// later: one `MERGE` that probes the primary key once per row, then
+    /// updates the row found or inserts a new one. An existing row costs
+    /// about a fifth less than through
+    /// [`upsert_blocks`](Self::upsert_blocks), whose conflict path also
+    /// locks the row (a second WAL record). `MERGE` does not insert
+    /// speculatively: a position inserted by a concurrent transaction
+    /// fails the statement with SQLSTATE `23505`. None of this store's
+    /// writers can do that (each holds its chunks' rows, locked by
+    /// [`advance_heads`](Self::advance_heads)), and a backend that sees it
+    /// anyway retries the batch through `upsert_blocks`.
+    pub merge_blocks: RowSql,
     /// Step 4: upserts lights.
     pub upsert_lights: RowSql,
     /// Step 5: upserts signs with text.
@@ -412,6 +433,11 @@ impl Statements {
                  FROM {schema}.player WHERE name = :name::text",
             ),
             ping: fixed("SELECT 1"),
+            now: fixed("SELECT now()"),
+            copy_blocks: fixed(
+                "COPY {schema}.block (p, q, x, y, z, w, key, user_id, updated_at) \
+                 FROM STDIN (FORMAT binary)",
+            ),
             advance_heads: rows(
                 "advance_heads",
                 HEAD_COLUMNS,
@@ -448,6 +474,21 @@ impl Statements {
                 &block_insert("", BLOCK_UPSERT),
             ),
             insert_blocks: rows("insert_blocks", BLOCK_WRITE_COLUMNS, &block_insert("", "")),
+            merge_blocks: rows(
+                "merge_blocks",
+                BLOCK_WRITE_COLUMNS,
+                &format!(
+                    "MERGE INTO {{schema}}.block AS b USING (\
+                     SELECT t.p, t.q, t.x, t.y, t.z, t.w, c.key - t.back AS key, t.user_id, \
+                     {UPDATED_AT} AS updated_at \
+                     FROM {{rows}} JOIN {{schema}}.chunk c ON c.p = t.p AND c.q = t.q) AS s \
+                     ON b.p = s.p AND b.q = s.q AND b.x = s.x AND b.y = s.y AND b.z = s.z \
+                     WHEN MATCHED THEN UPDATE SET w = s.w, key = s.key, user_id = s.user_id, \
+                     updated_at = s.updated_at \
+                     WHEN NOT MATCHED THEN INSERT (p, q, x, y, z, w, key, user_id, updated_at) \
+                     VALUES (s.p, s.q, s.x, s.y, s.z, s.w, s.key, s.user_id, s.updated_at)"
+                ),
+            ),
             block_steps: [
                 rows(
                     "insert_blocks_new_chunks",
@@ -550,12 +591,13 @@ impl Statements {
     }
 
     /// Every set statement.
-    pub fn row_statements(&self) -> [&RowSql; 13] {
+    pub fn row_statements(&self) -> [&RowSql; 14] {
         [
             &self.advance_heads,
             &self.clear_decor,
             &self.upsert_blocks,
             &self.insert_blocks,
+            &self.merge_blocks,
             &self.block_steps[0],
             &self.block_steps[1],
             &self.upsert_lights,

@@ -17,7 +17,9 @@
 //!   ([`pg_sql::WritePlan`]), and applied as one transaction: `BEGIN`,
 //!   `advance_heads`, `clear_decor`, `insert_blocks` (the rows of chunks
 //!   this store has not seen with a head: likely new, so plain inserts),
-//!   `upsert_blocks` (the rows of the others), `upsert_lights`,
+//!   `merge_blocks` (the rows of the others: one `MERGE`, PostgreSQL 15
+//!   and later, read from the `server_version` the server reports at
+//!   start-up; `upsert_blocks` on older servers), `upsert_lights`,
 //!   `upsert_signs`, `delete_signs`, `COMMIT` — the set-based `unnest` form
 //!   of each statement, steps without rows left out — written to the socket
 //!   back to back and answered together: **one round trip per batch**,
@@ -25,9 +27,12 @@
 //!   pipelined `COMMIT` becomes a rollback, so nothing of a failed batch
 //!   remains. Each block row goes through one statement. A chunk guessed
 //!   new that already had the row's position (another server created it)
-//!   fails `insert_blocks` with a unique violation: the batch, rolled back,
-//!   is applied again with every block row upserted (one more round trip,
-//!   only then). Chunks become known from receipts, loads,
+//!   fails `insert_blocks` with a unique violation, and so does a position
+//!   `merge_blocks` did not see that a writer outside this schema's rules
+//!   inserted meanwhile: the batch, rolled back, is applied again with
+//!   every block row upserted (one more round trip, only then). Rows of
+//!   more than 16,384 blocks go in pipelined pieces, bound straight from
+//!   the plan's columns. Chunks become known from receipts, loads,
 //!   `changed_chunks` and `list_chunks`.
 //! - **Reads**: `load_chunk` is one statement (`UNION ALL` of blocks newer
 //!   than `since`, lights, signs and the head): one round trip and one

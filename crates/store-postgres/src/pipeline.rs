@@ -49,7 +49,8 @@ pub(crate) type Answer = Option<Result<Reply, tokio_postgres::Error>>;
 
 type Slot<'a> = (StatementFuture<'a>, Answer);
 
-fn simple<'a>(client: &'a Client, sql: &'static str) -> StatementFuture<'a> {
+/// A statement of the simple query protocol (`BEGIN`, `COMMIT`).
+pub(crate) fn simple<'a>(client: &'a Client, sql: &'static str) -> StatementFuture<'a> {
     Box::pin(async move { client.batch_execute(sql).await.map(|()| Reply::Done) })
 }
 
@@ -65,6 +66,27 @@ fn poll_round(slots: &mut [Slot<'_>], cx: &mut std::task::Context<'_>) -> bool {
         }
     }
     done
+}
+
+/// Runs `statements` (futures of queries on one client, not yet polled)
+/// pipelined, inside whatever transaction the session has open: every
+/// request is written, in order, before any reply is awaited.
+pub(crate) async fn pipelined(statements: Vec<StatementFuture<'_>>) -> Vec<Answer> {
+    let mut slots: Vec<Slot<'_>> = statements.into_iter().map(|f| (f, None)).collect();
+    finish(&mut slots).await;
+    slots.into_iter().map(|(_, answer)| answer).collect()
+}
+
+/// Polls `slots` until every one has its answer.
+async fn finish(slots: &mut [Slot<'_>]) {
+    std::future::poll_fn(|cx| {
+        if poll_round(slots, cx) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
 }
 
 /// Runs `statements` (futures of queries on `client`, not yet polled) in one
@@ -89,14 +111,7 @@ pub(crate) async fn transaction<'a>(
         simple(client, if committed { "COMMIT" } else { "ROLLBACK" }),
         None,
     ));
-    std::future::poll_fn(|cx| {
-        if poll_round(&mut slots, cx) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
+    finish(&mut slots).await;
 
     let mut answers = slots.into_iter().map(|(_, answer)| answer);
     let begin = answers.next().flatten();

@@ -2,6 +2,7 @@
 //! connections.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,8 +12,8 @@ use deadpool_postgres::{
     ClientWrapper, Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
 };
 use pg_sql::{
-    ChunkDataBuilder, ChunkRow, Form, KEY_EXHAUSTED_SQLSTATE, Positional, RowSql, Rows, Sql,
-    Statements, Step, WritePlan, chunk_head, held_rows, player_rows,
+    ChunkDataBuilder, ChunkRow, ColumnData, Form, KEY_EXHAUSTED_SQLSTATE, Positional, RowSql, Rows,
+    Sql, Statements, Step, WritePlan, chunk_head, held_rows, player_rows,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
@@ -40,7 +41,8 @@ const UNIQUE_VIOLATION: &str = "23505";
 const MAX_KNOWN_CHUNKS: usize = 1 << 20;
 
 /// Chunks known to have a head (chunk rows are never deleted): their block
-/// rows go straight to `upsert_blocks`; the rows of other chunks, most
+/// rows go straight to `merge_blocks` (`upsert_blocks` before PostgreSQL
+/// 15); the rows of other chunks, most
 /// likely new (an import, a first edit), go to the plain `insert_blocks`,
 /// which fails rather than overwrite if the guess was wrong. Each row goes
 /// through one statement, and the batch stays one round trip.
@@ -53,12 +55,12 @@ impl KnownChunks {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The plan's block rows split into those of chunks not known (for
-    /// `insert_blocks`) and of known ones (for `upsert_blocks`); the set is
-    /// locked once for the whole batch.
-    fn split<'a>(&self, plan: &WritePlan<'a>) -> (Rows<'a>, Rows<'a>) {
+    /// The ranges of the plan's block rows of chunks not known (for
+    /// `insert_blocks`) and of known ones (for `merge_blocks` or
+    /// `upsert_blocks`); the set is locked once for the whole batch.
+    fn split(&self, plan: &WritePlan<'_>) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
         let set = self.set();
-        plan.split_blocks(|p, q| match (i32::try_from(p), i32::try_from(q)) {
+        plan.split_block_runs(|p, q| match (i32::try_from(p), i32::try_from(q)) {
             (Ok(p), Ok(q)) => !set.contains(&ChunkPos::new(p, q)),
             _ => true,
         })
@@ -75,37 +77,47 @@ impl KnownChunks {
     }
 }
 
-/// Most block rows in one upsert statement of a batch. A batch's
+/// Most block rows in one merge or upsert statement of a batch. A batch's
 /// statements are pipelined: while PostgreSQL runs one piece, the client
 /// encodes the next and the server reads it, instead of the whole set
 /// being encoded before the server starts (a batch of 128,000 updates is 8
 /// statements).
 const PIPELINE_ROWS: usize = 16_384;
 
-/// `rows` for `statement` in pieces of at most [`PIPELINE_ROWS`] (none for
-/// no rows).
-fn pieces<'s, 'a>(statement: &'s RowSql, rows: Rows<'a>) -> Vec<(&'s RowSql, Rows<'a>)> {
-    if rows.len() <= PIPELINE_ROWS {
-        return if rows.is_empty() {
-            Vec::new()
-        } else {
-            vec![(statement, rows)]
-        };
+/// One statement of a batch: its step, and the range of `rows` it writes.
+type StepRows<'s, 'p, 'a> = (Step, &'s RowSql, &'p Rows<'a>, Range<usize>);
+
+/// Rows `range` of `rows` for `statement` in pieces of at most
+/// [`PIPELINE_ROWS`] (none for no rows).
+fn pieces<'s, 'p, 'a>(
+    statement: &'s RowSql,
+    rows: &'p Rows<'a>,
+    range: Range<usize>,
+) -> impl Iterator<Item = StepRows<'s, 'p, 'a>> {
+    range.clone().step_by(PIPELINE_ROWS).map(move |start| {
+        let end = (start + PIPELINE_ROWS).min(range.end);
+        (Step::UpsertBlocks, statement, rows, start..end)
+    })
+}
+
+/// Where one side of a batch's block rows is: one range of the plan's
+/// rows, sent without copying them, or several, gathered into a copy.
+fn block_source<'p, 'a>(
+    plan_rows: &'p Rows<'a>,
+    runs: &[Range<usize>],
+    gathered: &'p Option<Rows<'a>>,
+) -> Option<(&'p Rows<'a>, Range<usize>)> {
+    match gathered {
+        Some(rows) => Some((rows, 0..rows.len())),
+        None => runs.first().map(|run| (plan_rows, run.clone())),
     }
-    (0..rows.len())
-        .step_by(PIPELINE_ROWS)
-        .map(|start| {
-            let end = (start + PIPELINE_ROWS).min(rows.len());
-            (statement, rows.slice(start..end))
-        })
-        .collect()
 }
 
 /// How a batch's block rows are sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BlockPath {
     /// Rows of unknown chunks by `insert_blocks`, of known ones by
-    /// `upsert_blocks`.
+    /// `merge_blocks` (or `upsert_blocks`).
     Guess,
     /// Every row by `upsert_blocks` (after a wrong guess).
     Upsert,
@@ -120,6 +132,9 @@ pub struct PostgresStore {
     call_timeout: Duration,
     target: String,
     known: KnownChunks,
+    /// Rows of known chunks go through `merge_blocks` (PostgreSQL 15 and
+    /// later) instead of `upsert_blocks`.
+    merge: bool,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -194,6 +209,7 @@ macro_rules! with_conn {
     }};
 }
 
+mod copy;
 mod drafts;
 
 impl PostgresStore {
@@ -214,23 +230,24 @@ impl PostgresStore {
             // tokio-postgres' connect timeout covers the TCP connect only; a
             // server that accepts and never answers is bounded here.
             let connecting = connect_once(&pg, tls.clone(), &counters);
-            let client = match tokio::time::timeout(config.connect_timeout(), connecting).await {
-                Ok(connected) => {
-                    connected.map_err(|e| postgres_error(&format!("{context}: connecting"), e))?
-                }
-                Err(_) => {
-                    return Err(StoreError::Unavailable {
-                        message: format!(
-                            "{context}: no connection within {:?}",
-                            config.connect_timeout()
-                        ),
-                        source: None,
-                    });
-                }
-            };
-            migrate::migrate(&client, config.schema(), &counters).await
+            let (client, major) =
+                match tokio::time::timeout(config.connect_timeout(), connecting).await {
+                    Ok(connected) => connected
+                        .map_err(|e| postgres_error(&format!("{context}: connecting"), e))?,
+                    Err(_) => {
+                        return Err(StoreError::Unavailable {
+                            message: format!(
+                                "{context}: no connection within {:?}",
+                                config.connect_timeout()
+                            ),
+                            source: None,
+                        });
+                    }
+                };
+            migrate::migrate(&client, config.schema(), &counters).await?;
+            Ok(major)
         };
-        match tokio::time::timeout(config.call_timeout(), migration).await {
+        let major = match tokio::time::timeout(config.call_timeout(), migration).await {
             Ok(result) => result?,
             Err(_) => {
                 return Err(StoreError::Unavailable {
@@ -238,7 +255,10 @@ impl PostgresStore {
                     source: None,
                 });
             }
-        }
+        };
+        // Older servers (and any that hide their version) keep the upsert.
+        let merge = major.is_some_and(|m| m >= MERGE_SINCE);
+        tracing::debug!(?major, merge, "server version");
 
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -260,7 +280,7 @@ impl PostgresStore {
                 let counters = hook_counters.clone();
                 Box::pin(async move {
                     counters.connection_opened();
-                    prepare_all(client, &sql, &counters)
+                    prepare_all(client, &sql, merge, &counters)
                         .await
                         .map_err(HookError::Backend)
                 })
@@ -278,6 +298,7 @@ impl PostgresStore {
             call_timeout: config.call_timeout(),
             target,
             known: KnownChunks::default(),
+            merge,
         })
     }
 
@@ -378,53 +399,50 @@ impl PostgresStore {
         mispredicted: &AtomicBool,
         context: &str,
     ) -> StoreResult<ApplyReceipt> {
-        let blocks: Vec<(&RowSql, Rows<'_>)> = match path {
+        let plan_rows = plan.rows(Step::UpsertBlocks);
+        let (fresh, old, old_statement) = match path {
             BlockPath::Guess => {
                 let (fresh, old) = self.known.split(plan);
-                // Inserts go whole: in the benchmark, pieces made imports
-                // slower (each piece plans and joins again; plain inserts
-                // leave the client little to overlap).
-                let mut out = Vec::new();
-                if !fresh.is_empty() {
-                    out.push((&self.sql.insert_blocks, fresh));
+                let fresh_rows: usize = fresh.iter().map(Range::len).sum();
+                if fresh_rows >= copy::COPY_MIN_ROWS {
+                    return self.apply_copy(plan, mispredicted, context).await;
                 }
-                out.extend(pieces(&self.sql.upsert_blocks, old));
-                out
+                (fresh, old, self.known_blocks())
             }
-            BlockPath::Upsert => pieces(
-                &self.sql.upsert_blocks,
-                plan.rows(Step::UpsertBlocks).clone(),
-            ),
+            BlockPath::Upsert => {
+                let all = (!plan_rows.is_empty()).then_some(0..plan_rows.len());
+                (
+                    Vec::new(),
+                    all.into_iter().collect(),
+                    &self.sql.upsert_blocks,
+                )
+            }
         };
+        let gathered_fresh = (fresh.len() > 1).then(|| plan.block_runs_rows(&fresh));
+        let gathered_old = (old.len() > 1).then(|| plan.block_runs_rows(&old));
+        let mut blocks: Vec<StepRows<'_, '_, '_>> = Vec::new();
+        // Inserts go whole: in the benchmark, pieces made imports slower
+        // (each piece plans and joins again; plain inserts leave the client
+        // little to overlap).
+        if let Some((rows, range)) = block_source(plan_rows, &fresh, &gathered_fresh) {
+            blocks.push((Step::UpsertBlocks, &self.sql.insert_blocks, rows, range));
+        }
+        if let Some((rows, range)) = block_source(plan_rows, &old, &gathered_old) {
+            blocks.extend(pieces(old_statement, rows, range));
+        }
         with_conn!(self, context, |client| {
             // One entry per statement: a step may run several.
-            let mut steps: Vec<(Step, &RowSql, &Rows<'_>)> = Vec::new();
-            for (step, rows) in plan.steps() {
-                match step {
-                    Step::UpsertBlocks => {
-                        for (statement, rows) in &blocks {
-                            steps.push((step, *statement, rows));
-                        }
-                    }
-                    _ => {
-                        for statement in self.sql.step(step) {
-                            steps.push((step, statement, rows));
-                        }
-                    }
-                }
-            }
-            let mut statements = Vec::with_capacity(steps.len());
-            let mut params = Vec::with_capacity(steps.len());
-            for (_, statement, rows) in &steps {
-                let sql = statement.form(Form::Unnest).positional();
-                statements.push(self.prepared(client, sql).await?);
-                params.push(bind_rows(sql, rows)?);
-            }
+            let steps = plan_steps(&self.sql, plan, &blocks, false);
+            let (statements, bound) = self.bind_steps(client, &steps).await?;
+            let params: Vec<Vec<Param<'_>>> = bound
+                .iter()
+                .map(|columns| columns.iter().map(|c| &**c as Param<'_>).collect())
+                .collect();
             let futures: Vec<StatementFuture<'_>> = steps
                 .iter()
                 .zip(statements.iter().zip(&params))
                 .map(
-                    |((step, _, _), (statement, params))| -> StatementFuture<'_> {
+                    |((step, _, _, _), (statement, params))| -> StatementFuture<'_> {
                         let client: &tokio_postgres::Client = client;
                         if *step == Step::AdvanceHeads {
                             Box::pin(async move {
@@ -451,7 +469,7 @@ impl PostgresStore {
         &self,
         client: &ClientWrapper,
         plan: &WritePlan<'_>,
-        steps: &[(Step, &RowSql, &Rows<'_>)],
+        steps: &[StepRows<'_, '_, '_>],
         outcome: pipeline::Outcome,
         mispredicted: &AtomicBool,
     ) -> Result<ApplyReceipt, OpError> {
@@ -464,16 +482,18 @@ impl PostgresStore {
         outcome.begin.ok_or_else(no_reply)??;
         let mut heads = Vec::new();
         let mut first_error = None;
-        for ((step, statement, _), answer) in steps.iter().zip(outcome.statements) {
+        for ((step, statement, _, _), answer) in steps.iter().zip(outcome.statements) {
             match answer.ok_or_else(no_reply)? {
                 Ok(Reply::Rows(rows)) if *step == Step::AdvanceHeads => heads = rows,
                 Ok(_) => {}
                 Err(e) => {
                     let aborted = e.code().is_some_and(|c| c.code() == "25P02");
                     if first_error.is_none() && !aborted {
-                        if std::ptr::eq(*statement, &self.sql.insert_blocks)
-                            && e.code().is_some_and(|c| c.code() == UNIQUE_VIOLATION)
-                        {
+                        // Neither inserts speculatively: a position that
+                        // exists (or appeared meanwhile) fails them.
+                        let guessing = std::ptr::eq(*statement, &self.sql.insert_blocks)
+                            || std::ptr::eq(*statement, &self.sql.merge_blocks);
+                        if guessing && e.code().is_some_and(|c| c.code() == UNIQUE_VIOLATION) {
                             mispredicted.store(true, Ordering::Relaxed);
                         }
                         first_error = Some((*step, e));
@@ -546,22 +566,43 @@ async fn connect_once(
     pg: &tokio_postgres::Config,
     tls: Option<MakeRustlsConnect>,
     counters: &Counters,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+) -> Result<(tokio_postgres::Client, Option<u32>), tokio_postgres::Error> {
     counters.connection_opened();
-    let client = match tls {
+    let connected = match tls {
         Some(tls) => {
             let (client, connection) = pg.connect(tls).await?;
+            let major = server_major(&connection);
             tokio::spawn(drive(connection));
-            client
+            (client, major)
         }
         None => {
             let (client, connection) = pg.connect(NoTls).await?;
+            let major = server_major(&connection);
             tokio::spawn(drive(connection));
-            client
+            (client, major)
         }
     };
-    Ok(client)
+    Ok(connected)
 }
+
+/// The server's major version, from the `server_version` it reports at
+/// start-up (`15.4`, `16beta1`, `15.20 (Debian 15.20-0+deb12u1)`): no
+/// round trip. `None` when it reports none or an unreadable one.
+fn server_major<S, T>(connection: &tokio_postgres::Connection<S, T>) -> Option<u32>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    parse_major(connection.parameter("server_version")?)
+}
+
+fn parse_major(version: &str) -> Option<u32> {
+    let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// First major version with `MERGE`.
+const MERGE_SINCE: u32 = 15;
 
 async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
     if let Err(e) = connection.await {
@@ -574,6 +615,7 @@ async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>
 async fn prepare_all(
     client: &ClientWrapper,
     sql: &Statements,
+    merge: bool,
     counters: &Counters,
 ) -> Result<(), tokio_postgres::Error> {
     let texts: Vec<&str> = sql
@@ -583,6 +625,8 @@ async fn prepare_all(
         .chain(
             sql.row_statements()
                 .into_iter()
+                // `MERGE` does not parse before PostgreSQL 15.
+                .filter(|r| merge || !std::ptr::eq(*r, &sql.merge_blocks))
                 .map(|r| r.form(Form::Unnest).positional().sql.as_str()),
         )
         .collect();
@@ -616,17 +660,20 @@ fn bind<'r>(sql: &Positional, values: &[(&str, Param<'r>)]) -> Result<Vec<Param<
         .collect()
 }
 
+/// The column of `rows` a statement parameter names.
+fn param_column<'c, 'a>(rows: &'c Rows<'a>, name: &str) -> Result<&'c ColumnData<'a>, StoreError> {
+    rows.column(name).ok_or_else(|| StoreError::Other {
+        message: format!("no column for statement parameter :{name}"),
+        source: None,
+    })
+}
+
 /// Binds each column of `rows` as one array parameter.
 fn bind_rows<'r>(sql: &Positional, rows: &'r Rows<'_>) -> Result<Vec<Param<'r>>, StoreError> {
-    use pg_sql::ColumnData;
     sql.params
         .iter()
         .map(|name| {
-            let column = rows.column(name).ok_or_else(|| StoreError::Other {
-                message: format!("no column for statement parameter :{name}"),
-                source: None,
-            })?;
-            Ok(match column {
+            Ok(match param_column(rows, name)? {
                 ColumnData::Int8(v) => v as Param<'r>,
                 ColumnData::OptInt8(v) => v,
                 ColumnData::Int4(v) => v,
@@ -636,6 +683,83 @@ fn bind_rows<'r>(sql: &Positional, rows: &'r Rows<'_>) -> Result<Vec<Param<'r>>,
             })
         })
         .collect()
+}
+
+/// A parameter bound to a range of a column, without copying it.
+type RangeParam<'r> = Box<dyn ToSql + Send + Sync + 'r>;
+
+/// Binds rows `range` of each column of `rows` as one array parameter,
+/// without copying the values (a batch's pieces are ranges of its plan).
+fn bind_range<'r>(
+    sql: &Positional,
+    rows: &'r Rows<'_>,
+    range: Range<usize>,
+) -> Result<Vec<RangeParam<'r>>, StoreError> {
+    sql.params
+        .iter()
+        .map(|name| {
+            let range = range.clone();
+            Ok(match param_column(rows, name)? {
+                ColumnData::Int8(v) => Box::new(&v[range]) as RangeParam<'r>,
+                ColumnData::OptInt8(v) => Box::new(&v[range]),
+                ColumnData::Int4(v) => Box::new(&v[range]),
+                ColumnData::Float4(v) => Box::new(&v[range]),
+                ColumnData::Text(v) => Box::new(&v[range]),
+                ColumnData::OptText(v) => Box::new(&v[range]),
+            })
+        })
+        .collect()
+}
+
+/// One entry per statement of `plan`'s steps, in order: `blocks` for the
+/// block writes, each other step's statements over all its rows; with
+/// `skip_first`, without `advance_heads` and `clear_decor` (run already).
+fn plan_steps<'s, 'p, 'a>(
+    sql: &'s Statements,
+    plan: &'p WritePlan<'a>,
+    blocks: &[StepRows<'s, 'p, 'a>],
+    skip_first: bool,
+) -> Vec<StepRows<'s, 'p, 'a>> {
+    let mut steps = Vec::new();
+    for (step, rows) in plan.steps() {
+        match step {
+            Step::UpsertBlocks => steps.extend(blocks.iter().cloned()),
+            Step::AdvanceHeads | Step::ClearDecor if skip_first => {}
+            _ => {
+                for statement in sql.step(step) {
+                    steps.push((step, statement, rows, 0..rows.len()));
+                }
+            }
+        }
+    }
+    steps
+}
+
+impl PostgresStore {
+    /// The statement for block rows of chunks known to exist.
+    fn known_blocks(&self) -> &RowSql {
+        if self.merge {
+            &self.sql.merge_blocks
+        } else {
+            &self.sql.upsert_blocks
+        }
+    }
+
+    /// The statements of `steps`, prepared, with their parameters bound.
+    async fn bind_steps<'r>(
+        &self,
+        client: &ClientWrapper,
+        steps: &'r [StepRows<'_, 'r, '_>],
+    ) -> Result<(Vec<Statement>, Vec<Vec<RangeParam<'r>>>), OpError> {
+        let mut statements = Vec::with_capacity(steps.len());
+        let mut bound = Vec::with_capacity(steps.len());
+        for (_, statement, rows, range) in steps {
+            let sql = statement.form(Form::Unnest).positional();
+            statements.push(self.prepared(client, sql).await?);
+            bound.push(bind_range(sql, rows, range.clone())?);
+        }
+        Ok((statements, bound))
+    }
 }
 
 #[async_trait]
@@ -824,3 +948,18 @@ impl BlockStore for PostgresStore {
 }
 
 mod history;
+
+#[cfg(test)]
+mod tests {
+    use super::parse_major;
+
+    #[test]
+    fn major_versions_as_servers_report_them() {
+        assert_eq!(parse_major("15.20 (Debian 15.20-0+deb12u1)"), Some(15));
+        assert_eq!(parse_major("16beta1"), Some(16));
+        assert_eq!(parse_major("14.9"), Some(14));
+        assert_eq!(parse_major("9.6.24"), Some(9));
+        assert_eq!(parse_major(""), None);
+        assert_eq!(parse_major("unknown"), None);
+    }
+}

@@ -319,30 +319,45 @@ impl Batch {
         for entry in &self.history {
             entry.validate()?;
         }
-        let metas = self
-            .blocks
-            .values()
-            .map(|b| (&b.meta, b.pos))
-            .chain(self.lights.values().map(|l| (&l.meta, l.pos)))
-            .chain(self.signs.values().map(|s| (&s.meta, s.pos)));
-        for (meta, pos) in metas {
-            if meta
-                .time_ms
+        let bad_time = |meta: &ChangeMeta, pos: BlockPos| {
+            meta.time_ms
                 .is_some_and(|t| !(0..=MAX_TIME_MS).contains(&t))
-            {
-                return Err(StoreError::Invalid(format!(
-                    "change time {:?} at {pos} is outside 1970..=9999",
-                    meta.time_ms
-                )));
-            }
-        }
+                .then(|| {
+                    StoreError::Invalid(format!(
+                        "change time {:?} at {pos} is outside 1970..=9999",
+                        meta.time_ms
+                    ))
+                })
+        };
+        // One pass over the blocks (a large batch's client time is spent
+        // here while the store waits), reporting in the order of the
+        // checks: times of every change first, then values.
+        let (mut time_error, mut value_error) = (None, None);
         for b in self.blocks.values() {
-            if b.w.unsigned_abs() > MAX_BLOCK_VALUE.unsigned_abs() {
-                return Err(StoreError::Invalid(format!(
+            if time_error.is_none() {
+                time_error = bad_time(&b.meta, b.pos);
+                if time_error.is_some() {
+                    break;
+                }
+            }
+            if value_error.is_none() && b.w.unsigned_abs() > MAX_BLOCK_VALUE.unsigned_abs() {
+                value_error = Some(StoreError::Invalid(format!(
                     "block value {} at {} is out of range",
                     b.w, b.pos
                 )));
             }
+        }
+        let others = self
+            .lights
+            .values()
+            .map(|l| (&l.meta, l.pos))
+            .chain(self.signs.values().map(|s| (&s.meta, s.pos)));
+        if let Some(e) = time_error.or_else(|| others.into_iter().find_map(|(m, p)| bad_time(m, p)))
+        {
+            return Err(e);
+        }
+        if let Some(e) = value_error {
+            return Err(e);
         }
         for l in self.lights.values() {
             if !(0..=MAX_LIGHT).contains(&l.w) {

@@ -263,6 +263,12 @@ impl Client {
             .expect("send");
     }
 
+    /// Sends one line (adds `\n`); an error once the server has closed
+    /// the connection (a test that expects that uses this).
+    pub async fn try_send(&mut self, line: &str) -> std::io::Result<()> {
+        self.writer.write_all(format!("{line}\n").as_bytes()).await
+    }
+
     /// Sends raw bytes.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).await.expect("send");

@@ -274,12 +274,6 @@ impl<'a> WritePlan<'a> {
         &self.advances
     }
 
-    /// The chunks that `(p, q, head)` rows `advance_heads` returned show
-    /// as created by this batch (head before 0).
-    pub fn created_chunks(&self, heads: &[(i64, i64, i64)]) -> HashSet<(i64, i64)> {
-        self.new_chunks(heads)
-    }
-
     /// The receipt, from the `(p, q, head)` rows `advance_heads` returned.
     pub fn receipt(&self, heads: &[(i64, i64, i64)]) -> Result<ApplyReceipt, StoreError> {
         let mut chunks = Vec::with_capacity(self.advances.len());
@@ -311,7 +305,7 @@ impl<'a> WritePlan<'a> {
     /// through exactly one statement this way. A chunk missing from `heads`
     /// counts as old (the upsert is right for any chunk).
     pub fn blocks_by_chunk_age(&self, heads: &[(i64, i64, i64)]) -> (Rows<'a>, Rows<'a>) {
-        let new = self.new_chunks(heads);
+        let new = self.created_chunks(heads);
         self.split_blocks(|p, q| new.contains(&(p, q)))
     }
 
@@ -359,9 +353,10 @@ impl<'a> WritePlan<'a> {
         }
     }
 
-    /// The chunks whose returned head equals their advance: created by
-    /// this batch.
-    fn new_chunks(&self, heads: &[(i64, i64, i64)]) -> HashSet<(i64, i64)> {
+    /// The chunks that `(p, q, head)` rows `advance_heads` returned show
+    /// as created by this batch: head equal to their advance (head before
+    /// 0).
+    pub fn created_chunks(&self, heads: &[(i64, i64, i64)]) -> HashSet<(i64, i64)> {
         self.advances
             .iter()
             .filter(|(chunk, n)| {

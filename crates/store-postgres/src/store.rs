@@ -487,13 +487,8 @@ impl PostgresStore {
                 Ok(Reply::Rows(rows)) if *step == Step::AdvanceHeads => heads = rows,
                 Ok(_) => {}
                 Err(e) => {
-                    let aborted = e.code().is_some_and(|c| c.code() == "25P02");
-                    if first_error.is_none() && !aborted {
-                        // Neither inserts speculatively: a position that
-                        // exists (or appeared meanwhile) fails them.
-                        let guessing = std::ptr::eq(*statement, &self.sql.insert_blocks)
-                            || std::ptr::eq(*statement, &self.sql.merge_blocks);
-                        if guessing && e.code().is_some_and(|c| c.code() == UNIQUE_VIOLATION) {
+                    if first_error.is_none() && !is_aborted(&e) {
+                        if self.missed_guess(statement, &e) {
                             mispredicted.store(true, Ordering::Relaxed);
                         }
                         first_error = Some((*step, e));
@@ -735,7 +730,23 @@ fn plan_steps<'s, 'p, 'a>(
     steps
 }
 
+/// Whether `e` is PostgreSQL's "current transaction is aborted" (`25P02`),
+/// the answer to every statement after the one that failed.
+fn is_aborted(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code() == "25P02")
+}
+
 impl PostgresStore {
+    /// Whether `e` from `statement` shows a wrong guess: neither
+    /// `insert_blocks` nor `merge_blocks` inserts speculatively, so a
+    /// position that exists (or appeared meanwhile) fails them with a
+    /// unique violation, and the batch is applied again by upserts.
+    fn missed_guess(&self, statement: &RowSql, e: &tokio_postgres::Error) -> bool {
+        let guessing = std::ptr::eq(statement, &self.sql.insert_blocks)
+            || std::ptr::eq(statement, &self.sql.merge_blocks);
+        guessing && e.code().is_some_and(|c| c.code() == UNIQUE_VIOLATION)
+    }
+
     /// The statement for block rows of chunks known to exist.
     fn known_blocks(&self) -> &RowSql {
         if self.merge {

@@ -26,8 +26,7 @@ use world_core::StoreError;
 use world_core::store::ApplyReceipt;
 
 use super::{
-    OpError, PostgresStore, StepRows, UNIQUE_VIOLATION, bind_rows, block_source, get, pieces,
-    plan_steps,
+    OpError, PostgresStore, StepRows, bind_rows, block_source, get, is_aborted, pieces, plan_steps,
 };
 use crate::counters::Op;
 use crate::pipeline::{self, Answer, Reply, StatementFuture};
@@ -119,7 +118,7 @@ fn first_failure(answers: Vec<Answer>) -> Result<Vec<Reply>, OpError> {
         match answer {
             Some(Ok(reply)) => replies.push(reply),
             Some(Err(e)) => {
-                if e.code().is_some_and(|c| c.code() == "25P02") {
+                if is_aborted(&e) {
                     aborted.get_or_insert(e);
                 } else {
                     real.get_or_insert(e);
@@ -261,11 +260,10 @@ impl PostgresStore {
         let answers = pipeline::pipelined(last).await;
         // A failed statement aborts the transaction, and the COMMIT then
         // rolls it back: report the statement's error.
-        let merge_failed = steps.iter().zip(&answers).any(|((_, statement, _, _), answer)| {
-            std::ptr::eq(*statement, &self.sql.merge_blocks)
-                && matches!(answer, Some(Err(e)) if e.code().is_some_and(|c| c.code() == UNIQUE_VIOLATION))
+        let missed = steps.iter().zip(&answers).any(|((_, statement, _, _), answer)| {
+            matches!(answer, Some(Err(e)) if self.missed_guess(statement, e))
         });
-        if merge_failed {
+        if missed {
             mispredicted.store(true, Ordering::Relaxed);
         }
         first_failure(answers)?;

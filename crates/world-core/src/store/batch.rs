@@ -334,11 +334,9 @@ impl Batch {
         // checks: times of every change first, then values.
         let (mut time_error, mut value_error) = (None, None);
         for b in self.blocks.values() {
-            if time_error.is_none() {
-                time_error = bad_time(&b.meta, b.pos);
-                if time_error.is_some() {
-                    break;
-                }
+            time_error = bad_time(&b.meta, b.pos);
+            if time_error.is_some() {
+                break;
             }
             if value_error.is_none() && b.w.unsigned_abs() > MAX_BLOCK_VALUE.unsigned_abs() {
                 value_error = Some(StoreError::Invalid(format!(
